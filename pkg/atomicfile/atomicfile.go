@@ -1,0 +1,74 @@
+// Package atomicfile replaces files so that a crash at any instant leaves
+// either the old content or the new, never a mix, and the new content
+// survives power loss once the call returns.
+//
+// The order, which every durable replacement in quail follows:
+//  1. create a temporary file in the target's directory (same filesystem,
+//     so the rename below is atomic);
+//  2. write the content and fsync the file, so its blocks are on disk
+//     before any name points at them;
+//  3. set the permissions, then close;
+//  4. rename the temporary file over the target: the atomic switch;
+//  5. fsync the directory, so the rename itself is on disk (Linux does
+//     not promise that a rename is durable when it returns).
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFile durably replaces path with data, with permissions perm.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("replace %s: write: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("replace %s: fsync: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("replace %s: close: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	committed = true
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	return nil
+}
+
+// SyncDir fsyncs a directory, making the creations, links, renames and
+// removals of names in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+// Package privsep names the system accounts of a root install and who
+// runs as whom, and creates the accounts that are missing.
+//
+// The names are qmail's (reference §11), so a host that ran qmail keeps
+// its accounts; quail adds one, qmailv, the owner of every virtual
+// mailbox (what vpopmail sites called vpopmail). When a program runs as
+// an ordinary user there is no separation: everything runs as that user,
+// and Lookup answers with the caller's own ids.
+package privsep
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+)
+
+// The accounts.
+const (
+	Alias   = "alias"  // catch-all local delivery user; home $QMAILHOME/alias
+	Daemon  = "qmaild" // qmail-smtpd, qmail-popup's listener side
+	Log     = "qmaill" // loggers
+	Passwd  = "qmailp" // qmail-getpw
+	Queue   = "qmailq" // queue owner: qmail-queue, qmail-scan, qmail-clean
+	Remote  = "qmailr" // qmail-rspawn, qmail-remote
+	Send    = "qmails" // qmail-send
+	Virtual = "qmailv" // owner of every virtual mailbox under domains/
+)
+
+// The groups.
+const (
+	GroupQmail   = "qmail"   // queue access
+	GroupNofiles = "nofiles" // owns nothing
+	GroupVirtual = "qmailv"  // virtual mailboxes
+)
+
+// Account is one system account and the group it belongs to.
+type Account struct {
+	Name, Group string
+	// HomeInRoot is the home directory relative to the instance root
+	// ("" means the root itself).
+	HomeInRoot string
+}
+
+// Accounts are the system accounts a root install needs, in qmail's order.
+var Accounts = []Account{
+	{Alias, GroupNofiles, "alias"},
+	{Daemon, GroupNofiles, ""},
+	{Log, GroupNofiles, ""},
+	{Passwd, GroupNofiles, ""},
+	{Queue, GroupQmail, ""},
+	{Remote, GroupQmail, ""},
+	{Send, GroupQmail, ""},
+	{Virtual, GroupVirtual, "domains"},
+}
+
+// Groups are the groups a root install needs.
+var Groups = []string{GroupQmail, GroupNofiles, GroupVirtual}
+
+// IDs are a numeric uid and gid.
+type IDs struct{ UID, GID int }
+
+// Self are the ids of the running process.
+func Self() IDs { return IDs{os.Getuid(), os.Getgid()} }
+
+// Root reports whether the process runs with root's privileges, and so
+// whether it must separate privileges.
+func Root() bool { return os.Geteuid() == 0 }
+
+// Lookup returns the uid and primary gid of account name when running as
+// root, and the caller's own ids otherwise (single-user mode).
+func Lookup(name string) (IDs, error) {
+	if !Root() {
+		return Self(), nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		var unknown user.UnknownUserError
+		if errors.As(err, &unknown) {
+			return IDs{}, fmt.Errorf("system account %s is missing: run qmailctl init as root to create it", name)
+		}
+		return IDs{}, fmt.Errorf("look up system account %s: %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return IDs{}, fmt.Errorf("system account %s has non-numeric ids %q:%q", name, u.Uid, u.Gid)
+	}
+	if uid == 0 {
+		return IDs{}, fmt.Errorf("system account %s has uid 0: give it its own uid", name)
+	}
+	return IDs{uid, gid}, nil
+}
+
+// LookupGroup returns the gid of group name when running as root, and the
+// caller's own gid otherwise.
+func LookupGroup(name string) (int, error) {
+	if !Root() {
+		return os.Getgid(), nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("look up system group %s: %w (run qmailctl init as root to create it)", name, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// Ensure creates the groups and accounts that are missing, with homes
+// under root, using the system's groupadd and useradd. It reports each
+// one it created through created. Existing accounts are left as they are.
+func Ensure(root string, created func(kind, name string)) error {
+	for _, g := range Groups {
+		if _, err := user.LookupGroup(g); err == nil {
+			continue
+		}
+		if err := run("groupadd", "--system", g); err != nil {
+			return err
+		}
+		created("group", g)
+	}
+	for _, a := range Accounts {
+		if _, err := user.Lookup(a.Name); err == nil {
+			continue
+		}
+		home := root
+		if a.HomeInRoot != "" {
+			home = root + "/" + a.HomeInRoot
+		}
+		if err := run("useradd", "--system", "--no-create-home", "--home-dir", home,
+			"--shell", nologin(), "--gid", a.Group, a.Name); err != nil {
+			return err
+		}
+		created("user", a.Name)
+	}
+	return nil
+}
+
+func nologin() string {
+	for _, p := range []string{"/usr/sbin/nologin", "/sbin/nologin"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "/bin/false"
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %w: %s", name, args, err, out)
+	}
+	return nil
+}
