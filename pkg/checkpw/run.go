@@ -52,6 +52,7 @@ func Run(args []string, fd3 io.Reader, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitcode.OK
 		}
+		fmt.Fprintf(stderr, "checkpassword: %v (see checkpassword --help)\n", err)
 		return exitcode.CheckpwMisuse
 	}
 	args = append(args[:1], flags.Args()...)

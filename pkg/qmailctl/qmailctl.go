@@ -104,6 +104,7 @@ func Run(args []string, s IO) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
+		fmt.Fprintf(s.Stderr, "qmailctl %s: %v (see qmailctl %s --help)\n", cmd.name, err, cmd.name)
 		return exitUsage
 	}
 	if flags.NArg() != cmd.nargs {
