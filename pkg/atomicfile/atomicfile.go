@@ -5,9 +5,9 @@
 // The order, which every durable replacement in quail follows:
 //  1. create a temporary file in the target's directory (same filesystem,
 //     so the rename below is atomic);
-//  2. write the content and fsync the file, so its blocks are on disk
-//     before any name points at them;
-//  3. set the permissions, then close;
+//  2. write the content and set the permissions;
+//  3. fsync the file, so its blocks and mode are on disk before any name
+//     points at them, then close;
 //  4. rename the temporary file over the target: the atomic switch;
 //  5. fsync the directory, so the rename itself is on disk (Linux does
 //     not promise that a rename is durable when it returns).
@@ -40,11 +40,11 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("replace %s: write: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("replace %s: fsync: %w", path, err)
-	}
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("replace %s: fsync: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("replace %s: close: %w", path, err)
