@@ -21,6 +21,7 @@ import (
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/users"
+	"github.com/quail-mta/quail/queue"
 )
 
 // Options are the choices of Init.
@@ -79,6 +80,10 @@ func Init(opts Options) error {
 		}
 	}
 
+	if err := makeQueue(root); err != nil {
+		return err
+	}
+
 	me := opts.Hostname
 	if me == "" {
 		me = FQDN()
@@ -122,6 +127,24 @@ func Init(opts Options) error {
 		logf("created users/cdb")
 	}
 	return nil
+}
+
+// makeQueue lays out the queue, owned as qmail owns it in a root install.
+func makeQueue(root string) error {
+	q := queue.New(root)
+	var ids queue.IDs
+	if privsep.Root() {
+		ids = func(o queue.Owner) (int, int, error) {
+			name := map[queue.Owner]string{queue.OwnerQueue: privsep.Queue, queue.OwnerSend: privsep.Send, queue.OwnerRemote: privsep.Remote}[o]
+			u, err := privsep.Lookup(name)
+			if err != nil {
+				return 0, 0, err
+			}
+			g, err := privsep.LookupGroup(privsep.GroupQmail)
+			return u.UID, g, err
+		}
+	}
+	return q.MakeLayout(ids)
 }
 
 // own gives p its owner, group and mode; chmod again because a set-gid

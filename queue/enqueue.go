@@ -1,0 +1,173 @@
+package queue
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/quail-mta/quail/pkg/atomicfile"
+	"github.com/quail-mta/quail/pkg/exitcode"
+)
+
+// Writer puts one message into the queue: Create, Write the message
+// (Received line included), then Commit with its envelope. Until Commit
+// returns nil nothing is queued, and Abort removes what was written.
+type Writer struct {
+	q     Queue
+	id    uint64
+	mess  *os.File
+	buf   *bufio.Writer
+	intd  bool // intd/N was created
+	done  bool
+	Birth time.Time
+}
+
+// Create starts a message: steps 1 and 2 of the package doc.
+func (q Queue) Create() (*Writer, error) {
+	now := time.Now()
+	var f *os.File
+	var pidName string
+	for seq := 1; seq < 10; seq++ {
+		pidName = fmt.Sprintf("%s/pid/%d.%d.%d", q.Dir, os.Getpid(), now.Unix(), seq)
+		var err error
+		f, err = os.OpenFile(pidName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, qerr(exitcode.QQPid, "create pid file", err)
+		}
+	}
+	if f == nil {
+		return nil, qerr(exitcode.QQPid, "create pid file: nine names taken", nil)
+	}
+	fail := func(code int, op string, err error) (*Writer, error) {
+		f.Close()
+		os.Remove(pidName)
+		return nil, qerr(code, op, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return fail(exitcode.QQPid, "stat pid file", err)
+	}
+	w := &Writer{q: q, id: st.Ino, mess: f, Birth: now}
+	if err := os.Link(pidName, q.Mess(w.id)); err != nil {
+		return fail(exitcode.QQMess, "link message into mess/", err)
+	}
+	if err := os.Remove(pidName); err != nil {
+		w.Abort()
+		return nil, qerr(exitcode.QQPid, "remove pid file", err)
+	}
+	w.buf = bufio.NewWriterSize(f, 64<<10)
+	return w, nil
+}
+
+// ID is the message's queue id, the inode number of its mess/ file.
+func (w *Writer) ID() uint64 { return w.id }
+
+// Write appends message bytes. A failure carries exit status 53.
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.buf.Write(p)
+	if err != nil {
+		return n, qerr(exitcode.QQWrite, "write message", err)
+	}
+	return n, nil
+}
+
+// Commit makes the message durable and queues it with the todo record
+// (see Todo): steps 3 to 8 of the package doc. When it returns nil the
+// message is queued and will be delivered; on an error nothing is.
+func (w *Writer) Commit(todo []byte) error {
+	if err := w.commit(todo); err != nil {
+		if !exists(w.q.Todo(w.id)) {
+			w.Abort()
+		}
+		// Else the commit point was passed and only the fsync of todo/
+		// failed: the message stays queued, and the caller reports a
+		// temporary failure, so the worst case is a second copy.
+		w.done = true
+		return err
+	}
+	w.done = true
+	w.q.Pull()
+	return nil
+}
+
+func (w *Writer) commit(todo []byte) error {
+	if err := w.buf.Flush(); err != nil {
+		return qerr(exitcode.QQWrite, "write message", err)
+	}
+	if err := w.mess.Sync(); err != nil {
+		return qerr(exitcode.QQWrite, "fsync message", err)
+	}
+	if err := w.mess.Close(); err != nil {
+		return qerr(exitcode.QQWrite, "close message", err)
+	}
+	w.mess = nil
+	if err := atomicfile.SyncDir(dirOf(w.q.Mess(w.id))); err != nil {
+		return qerr(exitcode.QQMess, "fsync mess/", err)
+	}
+	intd, err := os.OpenFile(w.q.Intd(w.id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return qerr(exitcode.QQIntd, "create intd/ file", err)
+	}
+	w.intd = true
+	_, werr := intd.Write(todo)
+	if werr == nil {
+		werr = intd.Sync()
+	}
+	if cerr := intd.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return qerr(exitcode.QQWrite, "write envelope", werr)
+	}
+	if err := os.Link(w.q.Intd(w.id), w.q.Todo(w.id)); err != nil {
+		return qerr(exitcode.QQTodo, "link intd/ to todo/", err)
+	}
+	if err := atomicfile.SyncDir(dirOf(w.q.Todo(w.id))); err != nil {
+		return qerr(exitcode.QQTodo, "fsync todo/", err)
+	}
+	return nil
+}
+
+// Abort removes what was written, as qmail-queue does on a write or read
+// error: the message file is truncated and both names removed.
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	if w.mess != nil {
+		w.mess.Truncate(0)
+		w.mess.Close()
+	}
+	if w.intd {
+		os.Remove(w.q.Intd(w.id))
+	}
+	os.Remove(w.q.Mess(w.id))
+}
+
+// Pull wakes the scheduler through lock/trigger, as qmail-queue does: a
+// non-blocking write of one byte; if nobody listens, nothing happens.
+func (q Queue) Pull() {
+	fd, err := syscall.Open(q.Trigger(), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	syscall.Write(fd, []byte{0})
+	syscall.Close(fd)
+}
+
+func dirOf(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[:i]
+		}
+	}
+	return "."
+}
