@@ -1,0 +1,34 @@
+// Command qmail-send is the scheduler of the delivery side, started by
+// qmail-start with its log on fd 0 and its helpers on fds 1 to 6.
+package main
+
+import (
+	"os"
+
+	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/send"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		os.Stderr.WriteString("usage: qmail-send (started by qmail-start, with its log on fd 0, qmail-lspawn on fds 1/2,\nqmail-rspawn on 3/4 and qmail-clean on 5/6)\n")
+		if os.Args[1] == "--help" || os.Args[1] == "-h" {
+			os.Exit(0)
+		}
+		os.Exit(exitcode.Permanent)
+	}
+	err := send.Run(send.Config{
+		Root:       control.Home(),
+		Log:        os.NewFile(0, "log"),
+		ToLocal:    os.NewFile(1, "qmail-lspawn input"),
+		FromLocal:  os.NewFile(2, "qmail-lspawn output"),
+		ToRemote:   os.NewFile(3, "qmail-rspawn input"),
+		FromRemote: os.NewFile(4, "qmail-rspawn output"),
+		ToClean:    os.NewFile(5, "qmail-clean input"),
+		FromClean:  os.NewFile(6, "qmail-clean output"),
+	})
+	if err != nil {
+		os.Exit(exitcode.Temporary)
+	}
+}

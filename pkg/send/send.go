@@ -1,0 +1,402 @@
+// Package send is qmail-send: the scheduler that takes queued messages
+// from todo/, sorts their recipients into local and remote, hands each
+// delivery to qmail-lspawn or qmail-rspawn, retries temporary failures on
+// qmail's schedule, bounces permanent ones and removes finished messages
+// through qmail-clean.
+//
+// It is one long-lived process: no process is created per message by the
+// scheduler itself (bounces are injected through qmail-queue, one process
+// per bounce). Its state lives in the queue files, exactly as qmail keeps
+// it, so it can be stopped at any instant and started again, and a queue
+// moves between qmail and quail.
+package send
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/routing"
+	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/queue"
+)
+
+// Channels.
+const (
+	chLocal  = 0
+	chRemote = 1
+)
+
+var chanName = [2]string{"local", "remote"}
+
+// chanskip is qmail's retry spacing: the n-th retry comes about
+// (chanskip·n)² seconds after the message was born.
+var chanskip = [2]float64{10, 20}
+
+// ScanInterval is how often todo/ is scanned without a trigger, as qmail
+// does every 25 minutes.
+const ScanInterval = 1500 * time.Second
+
+// Config is what qmail-send is given by qmail-start.
+type Config struct {
+	Root string
+	Log  io.Writer // qmail-send's fd 0
+	// The spawners and qmail-clean: commands go to To*, answers come from
+	// From* (fds 1 to 6 in qmail's wiring).
+	ToLocal, ToRemote, ToClean       io.Writer
+	FromLocal, FromRemote, FromClean io.Reader
+	// Bounce injects a bounce (nil: qmail-queue under Root; tests may
+	// replace it).
+	Bounce func(b Bounce) error
+	// Signals, for tests; nil means the process's SIGTERM, SIGALRM and
+	// SIGHUP.
+	Signals <-chan os.Signal
+}
+
+// Bounce is a bounce to inject: who gets it, from whom, and the message.
+type Bounce struct {
+	Sender, Recipient string
+	Message           io.Reader
+}
+
+type channel struct {
+	to      io.Writer
+	results chan spawn.Result
+	dead    chan error
+	limit   int // min(concurrency control, spawner's byte)
+	slots   []*delivery
+	used    int
+	due     jobHeap // jobs waiting for their next attempt
+	active  []*job  // jobs with a pass in progress
+}
+
+type message struct {
+	id     uint64
+	birth  time.Time
+	sender string
+	jobs   [2]*job
+	// bounceRetry is set when injecting its bounce failed; retried later.
+	bounceRetry time.Time
+}
+
+type job struct {
+	msg    *message
+	ch     int
+	next   time.Time
+	recs   []queue.Record
+	cursor int
+	flight int
+	dying  bool
+	index  int // in the heap, or -1
+}
+
+type delivery struct {
+	num int
+	job *job
+	rec queue.Record
+}
+
+// Sender is the running scheduler.
+type Sender struct {
+	cfg      Config
+	q        queue.Queue
+	ctl      control.Dir
+	log      logger
+	route    *routing.Table
+	lifetime time.Duration
+	bounceTo bounceConfig
+	chans    [2]*channel
+	msgs     map[uint64]*message
+	clean    *bufio.Reader
+	delnum   int
+	exiting  bool
+	now      func() time.Time
+}
+
+type bounceConfig struct {
+	from, host, doubleTo, doubleHost string
+}
+
+// ErrRunning means another qmail-send holds the queue.
+var ErrRunning = errors.New("qmail-send is already running")
+
+// Run is qmail-send. It returns nil after a clean stop on SIGTERM.
+func Run(cfg Config) error {
+	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{cfg.Log},
+		msgs: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
+	if err := s.readControls(); err != nil {
+		s.log.printf("alert: cannot start: unable to read controls: %s", safe(err.Error()))
+		return err
+	}
+	mutex, err := os.OpenFile(s.q.SendMutex(), os.O_RDWR, 0)
+	if err != nil {
+		s.log.printf("alert: cannot start: unable to open mutex")
+		return err
+	}
+	defer mutex.Close()
+	if err := syscall.Flock(int(mutex.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		s.log.printf("alert: cannot start: qmail-send is already running")
+		return ErrRunning
+	}
+	trigger, err := openTrigger(s.q.Trigger())
+	if err != nil {
+		s.log.printf("alert: cannot start: unable to open %s: %s", s.q.Trigger(), safe(err.Error()))
+		return err
+	}
+	defer trigger.Close()
+
+	for c, pipes := range [2]struct {
+		to   io.Writer
+		from io.Reader
+	}{{cfg.ToLocal, cfg.FromLocal}, {cfg.ToRemote, cfg.FromRemote}} {
+		ch, err := startChannel(pipes.to, pipes.from)
+		if err != nil {
+			s.log.printf("alert: cannot start: hath the daemon spawn no fire?")
+			return err
+		}
+		s.chans[c] = ch
+	}
+	if err := s.applyConcurrency(); err != nil {
+		return err
+	}
+
+	sigs := cfg.Signals
+	if sigs == nil {
+		c := make(chan os.Signal, 4)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
+		defer signal.Stop(c)
+		sigs = c
+	}
+	triggered := make(chan struct{}, 1)
+	go readTrigger(trigger, triggered)
+
+	s.recover()
+	s.scanTodo()
+	s.status()
+	return s.loop(sigs, triggered)
+}
+
+func (s *Sender) readControls() error {
+	route, err := routing.Load(s.ctl)
+	if err != nil {
+		return err
+	}
+	lifetime, err := s.ctl.Int("queuelifetime")
+	if err != nil {
+		return err
+	}
+	var b bounceConfig
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"bouncefrom", &b.from}, {"bouncehost", &b.host}, {"doublebounceto", &b.doubleTo}, {"doublebouncehost", &b.doubleHost}} {
+		if *f.dst, err = s.ctl.String(f.name); err != nil {
+			return err
+		}
+	}
+	s.route, s.lifetime, s.bounceTo = route, time.Duration(lifetime)*time.Second, b
+	return nil
+}
+
+// applyConcurrency sets each channel's limit from control and the
+// spawner's announced maximum (qmail caps both at 120; 0 holds the
+// channel).
+func (s *Sender) applyConcurrency() error {
+	for c, name := range []string{"concurrencylocal", "concurrencyremote"} {
+		n, err := s.ctl.Int(name)
+		if err != nil {
+			s.log.printf("alert: cannot start: unable to read controls: %s", safe(err.Error()))
+			return err
+		}
+		ch := s.chans[c]
+		limit := min(int(n), len(ch.slots), spawn.Limit)
+		ch.limit = limit
+	}
+	return nil
+}
+
+func startChannel(to io.Writer, from io.Reader) (*channel, error) {
+	br := bufio.NewReader(from)
+	b, err := br.ReadByte()
+	if err != nil {
+		return nil, err
+	}
+	ch := &channel{to: to, results: make(chan spawn.Result, 16), dead: make(chan error, 1), slots: make([]*delivery, int(b))}
+	go func() {
+		for {
+			r, err := spawn.ReadResult(br)
+			if err != nil {
+				ch.dead <- err
+				return
+			}
+			ch.results <- r
+		}
+	}()
+	return ch, nil
+}
+
+// openTrigger opens the FIFO for reading and keeps a writer open on it
+// too, so reads block until an injector writes instead of returning EOF
+// whenever no injector has it open.
+func openTrigger(path string) (*os.File, error) {
+	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	_ = w // held open for the life of the process
+	return r, nil
+}
+
+func readTrigger(f *os.File, triggered chan<- struct{}) {
+	buf := make([]byte, 64)
+	for {
+		if _, err := f.Read(buf); err != nil {
+			return
+		}
+		select {
+		case triggered <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	scan := time.NewTicker(ScanInterval)
+	defer scan.Stop()
+	for {
+		s.schedule()
+		if s.exiting && s.chans[chLocal].used == 0 && s.chans[chRemote].used == 0 {
+			s.saveSchedule()
+			s.log.printf("status: exiting")
+			return nil
+		}
+		timer.Reset(s.untilNext())
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGTERM:
+				s.exiting = true
+				s.status()
+			case syscall.SIGALRM:
+				s.allDueNow()
+			case syscall.SIGHUP:
+				if err := s.readControls(); err != nil {
+					s.log.printf("alert: unable to reread controls: %s", safe(err.Error()))
+				} else if err := s.applyConcurrency(); err != nil {
+					s.log.printf("alert: unable to reread controls: %s", safe(err.Error()))
+				}
+			}
+		case <-triggered:
+			s.scanTodo()
+		case <-scan.C:
+			s.scanTodo()
+		case <-timer.C:
+		case r := <-s.chans[chLocal].results:
+			s.result(chLocal, r)
+		case r := <-s.chans[chRemote].results:
+			s.result(chRemote, r)
+		case <-s.chans[chLocal].dead:
+			s.log.printf("alert: oh no! lost spawn connection! dying...")
+			return errors.New("lost qmail-lspawn")
+		case <-s.chans[chRemote].dead:
+			s.log.printf("alert: oh no! lost spawn connection! dying...")
+			return errors.New("lost qmail-rspawn")
+		}
+	}
+}
+
+// untilNext is the wait until the earliest scheduled event.
+func (s *Sender) untilNext() time.Duration {
+	next := s.now().Add(time.Hour)
+	for _, ch := range s.chans {
+		if len(ch.due) > 0 && ch.due[0].next.Before(next) {
+			next = ch.due[0].next
+		}
+	}
+	for _, m := range s.msgs {
+		if !m.bounceRetry.IsZero() && m.bounceRetry.Before(next) {
+			next = m.bounceRetry
+		}
+	}
+	d := next.Sub(s.now())
+	if d < 0 {
+		return 0
+	}
+	return d + 10*time.Millisecond
+}
+
+func (s *Sender) status() {
+	suffix := ""
+	if s.exiting {
+		suffix = " exitasap"
+	}
+	s.log.printf("status: local %d/%d remote %d/%d%s", s.chans[chLocal].used, s.chans[chLocal].limit,
+		s.chans[chRemote].used, s.chans[chRemote].limit, suffix)
+}
+
+// nextRetry is qmail's schedule: birth + (floor(sqrt(age)) + chanskip)².
+func nextRetry(birth, now time.Time, c int) time.Time {
+	age := now.Sub(birth).Seconds()
+	if age < 0 {
+		age = 0
+	}
+	n := math.Floor(math.Sqrt(age)) + chanskip[c]
+	return birth.Add(time.Duration(n*n) * time.Second)
+}
+
+func (s *Sender) allDueNow() {
+	now := s.now()
+	for _, ch := range s.chans {
+		for _, j := range ch.due {
+			j.next = now
+		}
+		ch.due.fix()
+	}
+	for _, m := range s.msgs {
+		if !m.bounceRetry.IsZero() {
+			m.bounceRetry = now
+		}
+	}
+}
+
+// saveSchedule stores each waiting job's next attempt as the mtime of
+// its local/ or remote/ file, as qmail-send does on exit, so a restart
+// keeps the schedule.
+func (s *Sender) saveSchedule() {
+	for c, ch := range s.chans {
+		for _, j := range append(append([]*job{}, ch.due...), ch.active...) {
+			os.Chtimes(s.jobPath(j.msg.id, c), j.next, j.next)
+		}
+	}
+}
+
+func (s *Sender) jobPath(id uint64, c int) string {
+	if c == chLocal {
+		return s.q.Local(id)
+	}
+	return s.q.Remote(id)
+}
+
+// messPath is the S/N name the spawn protocol uses.
+func messPath(id uint64) string {
+	return fmt.Sprintf("%d/%d", id%queue.Split, id)
+}
+
+func splitDir(q queue.Queue, dir string, id uint64) string {
+	return filepath.Join(q.Dir, dir, fmt.Sprint(id%queue.Split))
+}
