@@ -10,6 +10,7 @@ go 1.26.0
 godebug containermaxprocs=0
 
 require (
+	github.com/emersion/go-message v0.18.2
 	github.com/spf13/pflag v1.1.0
 	golang.org/x/sys v0.50.0
 )

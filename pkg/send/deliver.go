@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/bounce"
 	"github.com/quail-mta/quail/pkg/spawn"
 	"github.com/quail-mta/quail/queue"
 )
@@ -205,19 +206,14 @@ func (s *Sender) endPassIfDone(j *job) {
 	}
 }
 
-// addBounce appends a failure to bounce/N in qmail's format: "<rcpt>:",
-// the report with empty lines replaced by "/", and a blank line.
+// addBounce appends a failure to bounce/N in qmail's format, naming the
+// recipient as the sender wrote it (without the virtual-domain prefix).
 func (s *Sender) addBounce(id uint64, recipient, text string) error {
-	recipient = strings.ReplaceAll(s.route.Unroute(recipient), "\n", "_")
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
-	text = strings.ReplaceAll(text, "\n\n", "\n/\n")
 	f, err := os.OpenFile(s.q.Bounce(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "<%s>:\n%s\n", recipient, text)
+	err = bounce.Append(f, s.route.Unroute(recipient), text)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -53,9 +53,9 @@ type Config struct {
 	// From* (fds 1 to 6 in qmail's wiring).
 	ToLocal, ToRemote, ToClean       io.Writer
 	FromLocal, FromRemote, FromClean io.Reader
-	// Bounce injects a bounce (nil: qmail-queue under Root; tests may
-	// replace it).
-	Bounce func(b Bounce) error
+	// Bounce injects a bounce and returns the queue program's pid (nil:
+	// the queue program under Root; tests may replace it).
+	Bounce func(b Bounce) (qp int, err error)
 	// Signals, for tests; nil means the process's SIGTERM, SIGALRM and
 	// SIGHUP.
 	Signals <-chan os.Signal

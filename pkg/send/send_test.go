@@ -1,0 +1,327 @@
+package send
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quail-mta/quail/pkg/clean"
+	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/queue"
+)
+
+// harness runs a Sender in-process with fake spawners and the real
+// qmail-clean logic over pipes.
+type harness struct {
+	t       *testing.T
+	root    string
+	q       queue.Queue
+	sigs    chan os.Signal
+	done    chan error
+	mu      sync.Mutex
+	log     bytes.Buffer
+	reports map[string]string // recipient → report; default K
+	seen    []string          // "sender recipient" per delivery
+	bounces []Bounce
+	bodies  []string
+}
+
+func newHarness(t *testing.T, controls map[string]string) *harness {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "control"), 0o755)
+	files := map[string]string{"me": "mx.example.com\n", "locals": "mx.example.com\n"}
+	for k, v := range controls {
+		files[k] = v
+	}
+	for k, v := range files {
+		os.WriteFile(filepath.Join(root, "control", k), []byte(v), 0o644)
+	}
+	q := queue.New(root)
+	if err := q.MakeLayout(nil); err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, root: root, q: q, reports: map[string]string{}}
+}
+
+func (h *harness) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.log.Write(p)
+}
+
+func (h *harness) logText() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.log.String()
+}
+
+func (h *harness) spawner() (to io.Writer, from io.Reader) {
+	cmdR, cmdW := io.Pipe()
+	resR, resW := io.Pipe()
+	go spawn.Serve(cmdR, resW, spawn.Limit, func(c spawn.Command) string {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.seen = append(h.seen, c.Sender+" "+c.Recipient)
+		if _, err := os.Stat(filepath.Join(h.q.Dir, "mess", c.Mess)); err != nil {
+			return "Zno such message file " + c.Mess
+		}
+		if r, ok := h.reports[c.Recipient]; ok {
+			return r
+		}
+		return "Kdid 1+0+0\n"
+	})
+	return cmdW, resR
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	lTo, lFrom := h.spawner()
+	rTo, rFrom := h.spawner()
+	cmdR, cmdW := io.Pipe()
+	resR, resW := io.Pipe()
+	go clean.Run(h.q, cmdR, resW)
+	h.sigs = make(chan os.Signal, 4)
+	h.done = make(chan error, 1)
+	cfg := Config{Root: h.root, Log: h, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
+		ToClean: cmdW, FromClean: resR, Signals: h.sigs,
+		Bounce: func(b Bounce) (int, error) {
+			body, _ := io.ReadAll(b.Message)
+			h.mu.Lock()
+			h.bounces = append(h.bounces, b)
+			h.bodies = append(h.bodies, string(body))
+			h.mu.Unlock()
+			return 4242, nil
+		}}
+	go func() { h.done <- Run(cfg) }()
+}
+
+func (h *harness) stop() {
+	h.t.Helper()
+	h.sigs <- syscall.SIGTERM
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("qmail-send did not stop on TERM; log:\n%s", h.logText())
+	}
+}
+
+func (h *harness) inject(sender string, rcpts ...string) uint64 {
+	h.t.Helper()
+	w, err := h.q.Create()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	io.WriteString(w, "Received: test\nSubject: x\n\nbody\n")
+	if err := w.Commit(queue.Todo(0, 1, queue.Envelope{Sender: sender, Recipients: rcpts})); err != nil {
+		h.t.Fatal(err)
+	}
+	return w.ID()
+}
+
+// waitFor polls until cond holds.
+func (h *harness) waitFor(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s; log:\n%s", what, h.logText())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func gone(p string) bool { _, err := os.Stat(p); return os.IsNotExist(err) }
+
+func TestDeliverAndFinish(t *testing.T) {
+	h := newHarness(t, map[string]string{"virtualdomains": "example.test:example.test\n"})
+	h.start()
+	id := h.inject("sender@example.org", "joe@mx.example.com", "ann@example.test", "far@remote.example")
+	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) && gone(h.q.Info(id)) })
+	h.stop()
+	for _, p := range []string{h.q.Todo(id), h.q.Intd(id), h.q.Local(id), h.q.Remote(id), h.q.Bounce(id)} {
+		if !gone(p) {
+			t.Errorf("%s left behind", p)
+		}
+	}
+	log := h.logText()
+	for _, want := range []string{
+		"new msg " + itoa(id) + "\n",
+		"info msg " + itoa(id) + ": bytes 32 from <sender@example.org> qp 1 uid 0\n",
+		"msg " + itoa(id) + " to local joe@mx.example.com\n",
+		"msg " + itoa(id) + " to local example.test-ann@example.test\n",
+		"msg " + itoa(id) + " to remote far@remote.example\n",
+		": success: did_1+0+0/\n",
+		"end msg " + itoa(id) + "\n",
+		"status: exiting\n",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if len(h.seen) != 3 || len(h.bounces) != 0 {
+		t.Errorf("deliveries %v, bounces %d", h.seen, len(h.bounces))
+	}
+}
+
+func itoa(id uint64) string { return strconv.FormatUint(id, 10) }
+
+func TestBounces(t *testing.T) {
+	h := newHarness(t, nil)
+	h.reports["bad@remote.example"] = "D192.0.2.7 does not like recipient.\nRemote host said: 550 no such user\n\nGiving up on 192.0.2.7.\n"
+	h.start()
+	single := h.inject("sender@example.org", "bad@remote.example", "good@remote.example")
+	double := h.inject("", "bad@remote.example")
+	triple := h.inject("#@[]", "bad@remote.example")
+	for _, id := range []uint64{single, double, triple} {
+		h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	}
+	h.stop()
+	log := h.logText()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.bounces) != 2 {
+		t.Fatalf("%d bounces, want 2 (single and double; the triple is discarded)", len(h.bounces))
+	}
+	byRcpt := map[string]int{}
+	for i, b := range h.bounces {
+		byRcpt[b.Recipient] = i
+	}
+	i, ok := byRcpt["sender@example.org"]
+	if !ok || h.bounces[i].Sender != "" {
+		t.Fatalf("single bounce: %+v", h.bounces)
+	}
+	body := h.bodies[i]
+	for _, want := range []string{"<bad@remote.example>:\n192.0.2.7 does not like recipient.\nRemote host said: 550 no such user\n/Giving up on 192.0.2.7.\n", "Return-Path: <sender@example.org>\n", "Subject: x\n\nbody\n",
+		"Content-Type: multipart/report; report-type=delivery-status", "Final-Recipient: rfc822; bad@remote.example",
+		"Action: failed", "Diagnostic-Code: smtp; 550 no such user"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("bounce lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "good@remote.example") {
+		t.Errorf("bounce names the recipient that was delivered")
+	}
+	if i, ok := byRcpt["postmaster@mx.example.com"]; !ok || h.bounces[i].Sender != "#@[]" {
+		t.Errorf("double bounce: %+v", h.bounces)
+	}
+	if !strings.Contains(log, "bounce msg "+itoa(single)+" qp 4242\n") {
+		t.Errorf("no bounce line in log:\n%s", log)
+	}
+	if !strings.Contains(log, "triple bounce: discarding bounce/"+itoa(triple)) {
+		t.Errorf("no triple-bounce line in log")
+	}
+}
+
+func TestDeferralRetryAndAlarm(t *testing.T) {
+	h := newHarness(t, nil)
+	h.reports["slow@remote.example"] = "Zconnected but greeting failed.\n"
+	h.start()
+	id := h.inject("s@example.org", "slow@remote.example")
+	h.waitFor("deferral", func() bool { return strings.Contains(h.logText(), ": deferral: connected_but_greeting_failed./") })
+	if gone(h.q.Remote(id)) {
+		t.Fatal("a deferred recipient was dropped")
+	}
+	h.mu.Lock()
+	delete(h.reports, "slow@remote.example")
+	h.mu.Unlock()
+	h.sigs <- syscall.SIGALRM // retry now
+	h.waitFor("delivery after ALRM", func() bool { return gone(h.q.Mess(id)) })
+	h.stop()
+}
+
+// A clean stop keeps the schedule in file mtimes; a restart resumes it,
+// and a message past queuelifetime is failed and bounced.
+func TestRestartAndLifetime(t *testing.T) {
+	h := newHarness(t, map[string]string{"queuelifetime": "3600"})
+	h.reports["slow@remote.example"] = "Ztry later\n"
+	h.start()
+	id := h.inject("s@example.org", "slow@remote.example")
+	h.waitFor("deferral", func() bool { return strings.Contains(h.logText(), "deferral") })
+	h.stop()
+	st, err := os.Stat(h.q.Remote(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(st.ModTime()); d < 300*time.Second || d > 500*time.Second {
+		t.Errorf("saved next retry is %v away, want about 400 s (qmail's first remote retry)", d)
+	}
+	// Age the message past its lifetime and make it due: the next pass
+	// turns the deferral into a failure.
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(h.q.Info(id), old, old)
+	os.Chtimes(h.q.Remote(id), old, old)
+	h.log.Reset()
+	h.start()
+	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.stop()
+	if len(h.bounces) != 1 || !strings.Contains(h.bodies[0], "try later\nI'm not going to try again; this message has been in the queue too long.\n") {
+		t.Errorf("bounces %d: %q", len(h.bounces), h.bodies)
+	}
+}
+
+func TestSecondInstanceRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.waitFor("start", func() bool { return strings.Contains(h.logText(), "status:") })
+	lTo, lFrom := h.spawner()
+	rTo, rFrom := h.spawner()
+	var log bytes.Buffer
+	err := Run(Config{Root: h.root, Log: &log, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
+		ToClean: io.Discard, FromClean: bufio.NewReader(strings.NewReader(""))})
+	if err != ErrRunning || log.String() != "alert: cannot start: qmail-send is already running\n" {
+		t.Errorf("second Run = %v, log %q", err, log.String())
+	}
+	h.stop()
+}
+
+func TestNextRetry(t *testing.T) {
+	birth := time.Unix(1_000_000, 0)
+	for _, tc := range []struct {
+		age  time.Duration
+		c    int
+		want time.Duration
+	}{
+		{0, chLocal, 100 * time.Second},
+		{0, chRemote, 400 * time.Second},
+		{400 * time.Second, chRemote, 1600 * time.Second},
+		{1600 * time.Second, chRemote, 3600 * time.Second},
+		{100 * time.Second, chLocal, 400 * time.Second},
+		{150 * time.Second, chLocal, 484 * time.Second}, // floor(sqrt(150)) = 12
+	} {
+		if got := nextRetry(birth, birth.Add(tc.age), tc.c).Sub(birth); got != tc.want {
+			t.Errorf("nextRetry(age %v, %s) = %v after birth, want %v", tc.age, chanName[tc.c], got, tc.want)
+		}
+	}
+}
+
+func TestSenderFor(t *testing.T) {
+	for _, tc := range []struct{ sender, rcpt, want string }{
+		{"owner-@lists.example-@[]", "box@rhost.example", "owner-box=rhost.example@lists.example"},
+		{"plain@example.org", "box@rhost.example", "plain@example.org"},
+		{"", "box@rhost.example", ""},
+		{"#@[]", "box@rhost.example", "#@[]"},
+		{"-@[]", "box@r", "-@[]"},
+	} {
+		if got := senderFor(tc.sender, tc.rcpt); got != tc.want {
+			t.Errorf("senderFor(%q, %q) = %q, want %q", tc.sender, tc.rcpt, got, tc.want)
+		}
+	}
+}
+
+func TestSafe(t *testing.T) {
+	if got := safe("a b\n100%\x01é"); got != "a_b/100____" {
+		t.Errorf("safe = %q", got)
+	}
+}
