@@ -180,6 +180,7 @@ func Run(cfg Config) error {
 
 	s.recover()
 	s.scanTodo()
+	s.cleanup()
 	s.status()
 	return s.loop(sigs, triggered)
 }
@@ -278,6 +279,8 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 	defer timer.Stop()
 	scan := time.NewTicker(ScanInterval)
 	defer scan.Stop()
+	cleanup := time.NewTicker(CleanupInterval)
+	defer cleanup.Stop()
 	for {
 		s.schedule()
 		if s.exiting && s.chans[chLocal].used == 0 && s.chans[chRemote].used == 0 {
@@ -305,6 +308,8 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 			s.scanTodo()
 		case <-scan.C:
 			s.scanTodo()
+		case <-cleanup.C:
+			s.cleanup()
 		case <-timer.C:
 		case r := <-s.chans[chLocal].results:
 			s.result(chLocal, r)

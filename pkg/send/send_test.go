@@ -325,3 +325,25 @@ func TestSafe(t *testing.T) {
 		t.Errorf("safe = %q", got)
 	}
 }
+
+func TestCleanupOssified(t *testing.T) {
+	h := newHarness(t, nil)
+	orphan := h.inject("s@example.org", "x@remote.example")
+	// Make it an orphan of a crashed injection: no todo/, no info/.
+	os.Remove(h.q.Todo(orphan))
+	os.Remove(h.q.Intd(orphan))
+	young := h.inject("s@example.org", "y@remote.example")
+	os.Remove(h.q.Todo(young))
+	os.Remove(h.q.Intd(young))
+	old := time.Now().Add(-37 * time.Hour)
+	os.Chtimes(h.q.Mess(orphan), old, old)
+	h.start()
+	h.waitFor("status", func() bool { return strings.Contains(h.logText(), "status:") })
+	h.stop()
+	if !gone(h.q.Mess(orphan)) {
+		t.Error("an ossified orphan stayed in mess/")
+	}
+	if gone(h.q.Mess(young)) {
+		t.Error("a young orphan (maybe an injection in progress) was removed")
+	}
+}

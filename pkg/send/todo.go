@@ -36,6 +36,11 @@ func (s *Sender) scanTodo() {
 // them durable, and only then has qmail-clean remove todo/N and intd/N:
 // at every instant one of the two forms is complete on disk.
 func (s *Sender) preprocess(id uint64) error {
+	if s.msgs[id] != nil {
+		// Preprocessed already, but qmail-clean failed to remove todo/N:
+		// only the cleanup is left to do.
+		return s.cleanCmd("todo", id)
+	}
 	data, err := os.ReadFile(s.q.Todo(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // cleaned meanwhile
@@ -154,6 +159,11 @@ func (s *Sender) recover() {
 }
 
 func (s *Sender) recoverMessage(id uint64) {
+	if _, err := os.Stat(s.q.Todo(id)); err == nil {
+		// A crash came during its preprocessing: scanTodo does it again
+		// from todo/N, which is still complete.
+		return
+	}
 	data, err := os.ReadFile(s.q.Info(id))
 	if err != nil {
 		s.log.printf("warning: unable to stat %s; will try again later", s.q.Info(id))
@@ -175,9 +185,7 @@ func (s *Sender) recoverMessage(id uint64) {
 		}
 	}
 	if m.jobs[chLocal] == nil && m.jobs[chRemote] == nil {
-		if _, err := os.Stat(s.q.Todo(id)); errors.Is(err, fs.ErrNotExist) {
-			s.complete(m)
-		}
+		s.complete(m)
 	}
 }
 
