@@ -135,12 +135,22 @@ func (i *Injection) Finish(env queue.Envelope) error {
 	return Status(code)
 }
 
-// Abort stops the queue program without queueing anything.
+// AbortWait is how long Abort lets the queue program clean up before it
+// kills it.
+const AbortWait = 10 * time.Second
+
+// Abort stops the injection without queueing anything. It ends the
+// message and closes the envelope pipe with no envelope: qmail-queue
+// then fails to read one, removes what it wrote and exits 54, as qmail's
+// own injectors rely on. Killing it instead would leave its half-written
+// message file behind. A program that does not exit within AbortWait is
+// killed.
 func (i *Injection) Abort() {
 	i.msg.Close()
 	i.env.Close()
-	i.cmd.Process.Kill()
+	timer := time.AfterFunc(AbortWait, func() { i.cmd.Process.Kill() })
 	i.cmd.Wait()
+	timer.Stop()
 	i.custom.Close()
 }
 

@@ -84,6 +84,7 @@ func Bin(tb testing.TB) string {
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
 		cmd.Dir = ModuleRoot(tb)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as scripts/build makes them
 		buildOut, buildErr = cmd.CombinedOutput()
 	})
 	if buildErr != nil {

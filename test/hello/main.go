@@ -1,0 +1,5 @@
+// Command hello is the start-up baseline for benchmarks: a static Go
+// program that does nothing but exit.
+package main
+
+func main() {}
