@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"golang.org/x/sys/unix"
+	"syscall"
 )
 
 // Owner names who owns a path in a root install.
@@ -102,7 +102,7 @@ func create(p string, n node) error {
 			}
 		}
 	case 'p':
-		err = unix.Mkfifo(p, uint32(n.perm))
+		err = syscall.Mkfifo(p, uint32(n.perm))
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return nil

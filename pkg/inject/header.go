@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"mime"
 	"strings"
 	"unicode/utf8"
 
@@ -33,28 +32,30 @@ type fieldInfo struct {
 	resent bool // its presence means the message is being resent
 }
 
-// fields are the fields qmail-inject knows (qmail's hfield.c), by
-// lower-case name.
-var fields = map[string]fieldInfo{
-	"to":                {role: roleRcpt},
-	"cc":                {role: roleRcpt},
-	"bcc":               {role: roleRcpt, drop: true},
-	"apparently-to":     {role: roleRcpt},
-	"resent-to":         {role: roleResentRcpt, resent: true},
-	"resent-cc":         {role: roleResentRcpt, resent: true},
-	"resent-bcc":        {role: roleResentRcpt, resent: true, drop: true},
-	"return-path":       {role: roleReturnPath, drop: true},
-	"from":              {role: roleAddr},
-	"sender":            {role: roleAddr},
-	"reply-to":          {role: roleAddr},
-	"return-receipt-to": {role: roleAddr},
-	"errors-to":         {role: roleAddr},
-	"resent-from":       {role: roleAddr, resent: true},
-	"resent-sender":     {role: roleAddr, resent: true},
-	"resent-reply-to":   {role: roleAddr, resent: true},
-	"resent-date":       {resent: true},
-	"resent-message-id": {resent: true},
-	"content-length":    {drop: true},
+// fieldInfoOf describes the fields qmail-inject knows (qmail's hfield.c),
+// by lower-case name. A switch rather than a map: no start-up cost.
+func fieldInfoOf(name string) fieldInfo {
+	switch name {
+	case "to", "cc", "apparently-to":
+		return fieldInfo{role: roleRcpt}
+	case "bcc":
+		return fieldInfo{role: roleRcpt, drop: true}
+	case "resent-to", "resent-cc":
+		return fieldInfo{role: roleResentRcpt, resent: true}
+	case "resent-bcc":
+		return fieldInfo{role: roleResentRcpt, resent: true, drop: true}
+	case "return-path":
+		return fieldInfo{role: roleReturnPath, drop: true}
+	case "from", "sender", "reply-to", "return-receipt-to", "errors-to":
+		return fieldInfo{role: roleAddr}
+	case "resent-from", "resent-sender", "resent-reply-to":
+		return fieldInfo{role: roleAddr, resent: true}
+	case "resent-date", "resent-message-id":
+		return fieldInfo{resent: true}
+	case "content-length":
+		return fieldInfo{drop: true}
+	}
+	return fieldInfo{}
 }
 
 // fieldName returns the lower-cased name of a header line that is a
@@ -207,7 +208,7 @@ func (in *injection) rewriteHeader(h *rawHeader) (*header, error) {
 	var badRcpt, badResentRcpt []byte // a recipient field that did not parse
 	for _, f := range h.fields {
 		name, colon, _ := fieldName(f)
-		info := fields[name]
+		info := fieldInfoOf(name)
 		switch {
 		case name == "from" && in.cfg.Letters.DropFrom,
 			name == "message-id" && in.cfg.Letters.DropMessageID,
@@ -374,5 +375,43 @@ func encodeName(s string) string {
 	if !needsEncoding(s) {
 		return s
 	}
-	return mime.QEncoding.Encode("utf-8", s)
+	return qEncode(s)
+}
+
+// qEncode is RFC 2047's Q encoding of a display name in UTF-8, split
+// into encoded words of at most 75 characters and never inside a
+// character. (Written here rather than taken from package mime, whose
+// start-up tables every sendmail run would pay for.)
+func qEncode(s string) string {
+	const prefix, suffix, max = "=?utf-8?q?", "?=", 75
+	var out, word strings.Builder
+	flush := func() {
+		if word.Len() == 0 {
+			return
+		}
+		if out.Len() > 0 {
+			out.WriteByte(' ')
+		}
+		out.WriteString(prefix + word.String() + suffix)
+		word.Reset()
+	}
+	for _, r := range s {
+		var enc strings.Builder
+		switch {
+		case r == ' ':
+			enc.WriteByte('_')
+		case r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!*+-/", r)):
+			enc.WriteRune(r)
+		default:
+			for _, b := range []byte(string(r)) {
+				fmt.Fprintf(&enc, "=%02X", b)
+			}
+		}
+		if len(prefix)+word.Len()+enc.Len()+len(suffix) > max {
+			flush()
+		}
+		word.WriteString(enc.String())
+	}
+	flush()
+	return out.String()
 }

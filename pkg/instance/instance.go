@@ -61,7 +61,7 @@ func Init(opts Options) error {
 		return err
 	}
 	if privsep.Root() {
-		if err := privsep.Ensure(root, func(kind, name string) { logf("created %s %s", kind, name) }); err != nil {
+		if err := ensureAccounts(root, func(kind, name string) { logf("created %s %s", kind, name) }); err != nil {
 			return err
 		}
 	}

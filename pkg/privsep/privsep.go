@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"strconv"
 )
@@ -105,51 +104,4 @@ func LookupGroup(name string) (int, error) {
 		return 0, fmt.Errorf("look up system group %s: %w (run qmailctl init as root to create it)", name, err)
 	}
 	return strconv.Atoi(g.Gid)
-}
-
-// Ensure creates the groups and accounts that are missing, with homes
-// under root, using the system's groupadd and useradd. It reports each
-// one it created through created. Existing accounts are left as they are.
-func Ensure(root string, created func(kind, name string)) error {
-	for _, g := range Groups {
-		if _, err := user.LookupGroup(g); err == nil {
-			continue
-		}
-		if err := run("groupadd", "--system", g); err != nil {
-			return err
-		}
-		created("group", g)
-	}
-	for _, a := range Accounts {
-		if _, err := user.Lookup(a.Name); err == nil {
-			continue
-		}
-		home := root
-		if a.HomeInRoot != "" {
-			home = root + "/" + a.HomeInRoot
-		}
-		if err := run("useradd", "--system", "--no-create-home", "--home-dir", home,
-			"--shell", nologin(), "--gid", a.Group, a.Name); err != nil {
-			return err
-		}
-		created("user", a.Name)
-	}
-	return nil
-}
-
-func nologin() string {
-	for _, p := range []string{"/usr/sbin/nologin", "/sbin/nologin"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "/bin/false"
-}
-
-func run(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %v: %w: %s", name, args, err, out)
-	}
-	return nil
 }

@@ -11,10 +11,8 @@ package qq
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -48,7 +46,7 @@ func Program(root string) string {
 
 // Injection is one message on its way into the queue.
 type Injection struct {
-	cmd    *exec.Cmd
+	proc   *os.Process
 	msg    *os.File // write end of the message pipe
 	env    *os.File // write end of the envelope pipe
 	custom *os.File // read end of the custom-error pipe
@@ -72,25 +70,24 @@ func Start(root string) (*Injection, error) {
 		closeAll(msgR, msgW, envR, envW)
 		return nil, tempf("qq trouble creating pipes (#4.3.0)")
 	}
+	// os.StartProcess rather than os/exec: sendmail and qmail-inject run
+	// once per message, and os/exec's imports would slow their start-up.
 	prog := Program(root)
-	cmd := exec.Command(prog)
-	cmd.Args = []string{prog}
-	cmd.Dir = root
-	cmd.Stdin = msgR
-	cmd.Stdout = envR
-	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{nil, custW, nil, custW} // fds 4 and 6
-	if err := cmd.Start(); err != nil {
-		closeAll(msgR, msgW, envR, envW, custR, custW)
+	proc, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{
+		Dir:   root,                                                      // a relative QMAILQUEUE resolves here, as in qmail
+		Files: []*os.File{msgR, envR, os.Stderr, nil, custW, nil, custW}, // custom errors on fds 4 and 6
+	})
+	closeAll(msgR, envR, custW)
+	if err != nil {
+		closeAll(msgW, envW, custR)
 		return nil, tempf("unable to exec qq (#4.3.0)")
 	}
-	closeAll(msgR, envR, custW)
-	return &Injection{cmd: cmd, msg: msgW, env: envW, custom: custR}, nil
+	return &Injection{proc: proc, msg: msgW, env: envW, custom: custR}, nil
 }
 
 // Pid is the queue program's process id, which qmail-smtpd reports as
 // "qp" in its 250 reply.
-func (i *Injection) Pid() int { return i.cmd.Process.Pid }
+func (i *Injection) Pid() int { return i.proc.Pid }
 
 // Write streams message bytes. An error is remembered and reported by
 // Finish, where the exit status tells what happened.
@@ -111,19 +108,15 @@ func (i *Injection) Finish(env queue.Envelope) error {
 	i.msg.Close()
 	i.env.Write(env.Encode()) // a refusing program may be gone: its status tells
 	i.env.Close()
-	err := i.cmd.Wait()
+	st, err := i.proc.Wait()
 	defer i.custom.Close()
-	code := 0
 	if err != nil {
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) {
-			return tempf("qq waitpid surprise (#4.3.0)")
-		}
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return &Error{Code: -1, Text: "qq crashed (#4.3.0)"}
-		}
-		code = exit.ExitCode()
+		return tempf("qq waitpid surprise (#4.3.0)")
 	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return &Error{Code: -1, Text: "qq crashed (#4.3.0)"}
+	}
+	code := st.ExitCode()
 	if code == exitcode.QQCustom {
 		if e := readCustom(i.custom); e != nil {
 			return e
@@ -148,8 +141,8 @@ const AbortWait = 10 * time.Second
 func (i *Injection) Abort() {
 	i.msg.Close()
 	i.env.Close()
-	timer := time.AfterFunc(AbortWait, func() { i.cmd.Process.Kill() })
-	i.cmd.Wait()
+	timer := time.AfterFunc(AbortWait, func() { i.proc.Kill() })
+	i.proc.Wait()
 	timer.Stop()
 	i.custom.Close()
 }
