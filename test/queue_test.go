@@ -1,0 +1,265 @@
+//go:build integration
+
+package test
+
+import (
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quail-mta/quail/pkg/testutil"
+	"github.com/quail-mta/quail/queue"
+)
+
+// queueRun runs bin/qmail-queue of root with a message and a raw
+// envelope, as cred.
+func queueRun(t *testing.T, path, root, msg, env string, cred *syscall.Credential) int {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(env))
+	w.Close()
+	defer r.Close()
+	proc, err := os.StartProcess(path, []string{"qmail-queue"}, &os.ProcAttr{
+		Env:   []string{"QMAILHOME=" + root},
+		Files: []*os.File{stringFile(t, msg), r, os.Stderr},
+		Sys:   &syscall.SysProcAttr{Credential: cred},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := proc.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ExitCode()
+}
+
+func stringFile(t *testing.T, s string) *os.File {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "in")
+	os.WriteFile(p, []byte(s), 0o644)
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func TestQmailQueueExitCodes(t *testing.T) {
+	root := buildInstance(t, nil)
+	bin := filepath.Join(testutil.Bin(t), "qmail-queue")
+	long := strings.Repeat("a", 1003)
+	for _, tc := range []struct {
+		name, env string
+		root      string
+		code      int
+	}{
+		{"queued", "Fa@b\x00Tc@d\x00\x00", root, 0},
+		{"envelope not starting with F", "Tc@d\x00\x00", root, 91},
+		{"bad record", "Fa@b\x00Xc@d\x00\x00", root, 91},
+		{"address too long", "Fa@b\x00T" + long + "\x00\x00", root, 11},
+		{"envelope cut short", "Fa@b\x00Tc@d\x00", root, 54},
+		{"no instance", "Fa@b\x00\x00", filepath.Join(root, "missing"), 61},
+		{"no queue", "Fa@b\x00\x00", filepath.Join(root, "control"), 62},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := queueRun(t, bin, tc.root, "Subject: x\n\nhi\n", tc.env, nil); got != tc.code {
+				t.Errorf("exit %d, want %d", got, tc.code)
+			}
+		})
+	}
+	// Only the one good injection is in the queue; the failures left
+	// neither todo/ nor mess/ files behind.
+	q := queue.New(root)
+	c, err := q.Count()
+	if err != nil || c.Messages != 1 || c.Todo != 1 {
+		t.Errorf("queue holds %+v (%v), want exactly the one queued message", c, err)
+	}
+}
+
+// Installed setuid qmailq, as in a root install, qmail-queue writes the
+// queue as qmailq, names the caller's uid in its Received line and the
+// todo record, and ignores QMAILHOME set by an ordinary caller.
+func TestQmailQueueSetuid(t *testing.T) {
+	testutil.NeedRoot(t)
+	root := filepath.Join(ownedDir(t, nil), "q")
+	if r := run(t, proc{args: []string{"qmailctl", "init", "--root", root, "--hostname", "mx.example.com"}}); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	qq := filepath.Join(root, "bin", "qmail-queue")
+	copyFile(t, filepath.Join(testutil.Bin(t), "qmail-queue"), qq, nil)
+	u, err := user.Lookup("qmailq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quid, _ := strconv.Atoi(u.Uid)
+	qgid, _ := strconv.Atoi(u.Gid)
+	os.Chown(qq, quid, qgid)
+	if err := os.Chmod(qq, 0o711|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	// Run by nobody, QMAILHOME must be ignored (/var/qmail is used
+	// instead, whatever state it is in): nothing may land under root.
+	queueRun(t, qq, root, "Subject: x\n\nhi\n", "Fa@b\x00Tc@d\x00\x00", nobody)
+	if entries, _ := os.ReadDir(filepath.Join(root, "queue", "todo")); len(entries) != 0 {
+		t.Fatalf("a setuid qmail-queue run by nobody honoured QMAILHOME and queued into %s", root)
+	}
+	// Run by root, QMAILHOME counts.
+	if code := queueRun(t, qq, root, "Subject: x\n\nhi\n", "Fa@b\x00Tc@d\x00\x00", nil); code != 0 {
+		t.Fatalf("setuid qmail-queue run by root: exit %d", code)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "queue", "todo"))
+	if len(entries) != 1 {
+		t.Fatalf("%d todo entries", len(entries))
+	}
+	id, _ := queue.ParseID(entries[0].Name())
+	q := queue.New(root)
+	var st syscall.Stat_t
+	syscall.Stat(q.Mess(id), &st)
+	if int(st.Uid) != quid {
+		t.Errorf("mess file owned by uid %d, want qmailq (%d)", st.Uid, quid)
+	}
+	mess, _ := os.ReadFile(q.Mess(id))
+	if !regexp.MustCompile(`^Received: \(qmail \d+ invoked by uid 0\); \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000\n`).Match(mess) {
+		t.Errorf("Received line: %q", strings.SplitN(string(mess), "\n", 2)[0])
+	}
+	todo, _ := os.ReadFile(q.Todo(id))
+	if !strings.HasPrefix(string(todo), "u0\x00p") {
+		t.Errorf("todo record %q does not name the real uid 0", todo)
+	}
+}
+
+// The issue's done-when: a message injected with sendmail -t -i is in the
+// queue in qmail's format (checked byte for byte in inject_test.go) and
+// is picked up by qmail-send, which delivers it through the spawners.
+func TestSendmailToQmailSend(t *testing.T) {
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = nobody
+	}
+	root, record := deliveryInstance(t, cred)
+	copyFile(t, filepath.Join(testutil.Bin(t), "sendmail"), filepath.Join(root, "bin", "sendmail"), cred)
+	u := startUnit(t, root, record, cred)
+	r := runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "-t", "-i"},
+		env: []string{"QMAILHOME=" + root, "USER=www-data"}, as: cred,
+		stdin: "To: joe@mx.example.com, far@remote.example\nSubject: from a CGI script\n\nHello.\n"})
+	if r.code != 0 {
+		u.term(t)
+		t.Fatalf("sendmail: exit %d: %s", r.code, r.stderr)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(record)
+		if strings.Contains(string(b), " joe@mx.example.com\n") && strings.Contains(string(b), " far@remote.example\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			u.term(t)
+			t.Fatalf("not delivered; record %q; log:\n%s", b, u.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	u.term(t)
+	log := u.log.String()
+	for _, want := range []string{"new msg ", " from <www-data@mx.example.com> qp ", " to local joe@mx.example.com\n", " to remote far@remote.example\n", "end msg ", "status: exiting\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("qmail-send log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+// In a root install every program of the delivery side runs as its own
+// account: qmail-send as qmails, qmail-clean as qmailq, qmail-rspawn as
+// qmailr, qmail-lspawn as root, all in group qmail.
+func TestDeliverySideAccounts(t *testing.T) {
+	testutil.NeedRoot(t)
+	root, record := deliveryInstance(t, nil)
+	// The unit's programs must be able to reach the instance.
+	os.Chmod(filepath.Dir(root), 0o755)
+	copyFile(t, filepath.Join(testutil.Bin(t), "qmail-lspawn"), filepath.Join(root, "bin", "qmail-lspawn"), nil)
+	copyFile(t, filepath.Join(testutil.Bin(t), "qmail-rspawn"), filepath.Join(root, "bin", "qmail-rspawn"), nil)
+	u := startUnit(t, root, record, nil)
+	defer u.term(t)
+	want := map[string]string{"qmail-send": "qmails", "qmail-clean": "qmailq", "qmail-rspawn": "qmailr", "qmail-lspawn": "root"}
+	qmailGroup, _ := user.LookupGroup("qmail")
+	deadline := time.Now().Add(10 * time.Second)
+	seen := map[string]bool{}
+	for len(seen) < len(want) && time.Now().Before(deadline) {
+		for _, pid := range children(u.cmd.Process.Pid) {
+			name, uid, gid := procIdentity(pid)
+			account, ok := want[name]
+			if !ok {
+				continue
+			}
+			acct, err := user.Lookup(account)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uid != acct.Uid || gid != qmailGroup.Gid {
+				t.Errorf("%s runs as uid %s gid %s, want %s (%s) and group qmail (%s)", name, uid, gid, account, acct.Uid, qmailGroup.Gid)
+			}
+			seen[name] = true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(seen) != len(want) {
+		t.Errorf("found only %v among qmail-start's children; log:\n%s", seen, u.log)
+	}
+}
+
+// children lists the pids whose parent is ppid.
+func children(ppid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		rest := s[strings.LastIndexByte(s, ')')+2:]
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procIdentity is a process's command name and real uid and gid.
+func procIdentity(pid int) (name, uid, gid string) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return "", "", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "Name:":
+			name = f[1]
+		case "Uid:":
+			uid = f[1]
+		case "Gid:":
+			gid = f[1]
+		}
+	}
+	return name, uid, gid
+}
