@@ -227,11 +227,12 @@ func (s *Sender) complete(m *message) {
 		if err := s.injectBounce(m); err != nil {
 			s.log.printf("warning: trouble injecting bounce message, will try later")
 			m.bounceRetry = s.now().Add(time.Minute)
+			s.unsent[m.id] = m
 			return
 		}
 		os.Remove(s.q.Bounce(m.id))
 	}
-	m.bounceRetry = time.Time{}
+	delete(s.unsent, m.id)
 	s.log.printf("end msg %d", m.id)
 	if err := os.Remove(s.q.Info(m.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.printf("warning: unable to unlink %s; will try again later", s.q.Info(m.id))
@@ -244,8 +245,8 @@ func (s *Sender) complete(m *message) {
 }
 
 func (s *Sender) retryBounces(now time.Time) {
-	for _, m := range s.msgs {
-		if !m.bounceRetry.IsZero() && !m.bounceRetry.After(now) && m.jobs[chLocal] == nil && m.jobs[chRemote] == nil {
+	for _, m := range s.unsent {
+		if !m.bounceRetry.After(now) {
 			s.complete(m)
 		}
 	}

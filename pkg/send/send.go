@@ -115,6 +115,9 @@ type Sender struct {
 	bounceTo bounceConfig
 	chans    [2]*channel
 	msgs     map[uint64]*message
+	// unsent are the finished messages whose bounce could not be
+	// injected yet; kept apart so no event has to scan every message.
+	unsent map[uint64]*message
 	clean    *bufio.Reader
 	delnum   int
 	exiting  bool
@@ -131,7 +134,7 @@ var ErrRunning = errors.New("qmail-send is already running")
 // Run is qmail-send. It returns nil after a clean stop on SIGTERM.
 func Run(cfg Config) error {
 	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{cfg.Log},
-		msgs: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
+		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
 	if err := s.readControls(); err != nil {
 		s.log.printf("alert: cannot start: unable to read controls: %s", safe(err.Error()))
 		return err
@@ -333,8 +336,8 @@ func (s *Sender) untilNext() time.Duration {
 			next = ch.due[0].next
 		}
 	}
-	for _, m := range s.msgs {
-		if !m.bounceRetry.IsZero() && m.bounceRetry.Before(next) {
+	for _, m := range s.unsent {
+		if m.bounceRetry.Before(next) {
 			next = m.bounceRetry
 		}
 	}
@@ -372,10 +375,8 @@ func (s *Sender) allDueNow() {
 		}
 		ch.due.fix()
 	}
-	for _, m := range s.msgs {
-		if !m.bounceRetry.IsZero() {
-			m.bounceRetry = now
-		}
+	for _, m := range s.unsent {
+		m.bounceRetry = now
 	}
 }
 

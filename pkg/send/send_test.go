@@ -21,17 +21,18 @@ import (
 // harness runs a Sender in-process with fake spawners and the real
 // qmail-clean logic over pipes.
 type harness struct {
-	t       *testing.T
-	root    string
-	q       queue.Queue
-	sigs    chan os.Signal
-	done    chan error
-	mu      sync.Mutex
-	log     bytes.Buffer
-	reports map[string]string // recipient → report; default K
-	seen    []string          // "sender recipient" per delivery
-	bounces []Bounce
-	bodies  []string
+	t           *testing.T
+	root        string
+	q           queue.Queue
+	sigs        chan os.Signal
+	done        chan error
+	mu          sync.Mutex
+	log         bytes.Buffer
+	reports     map[string]string // recipient → report; default K
+	failBounces int               // the first failBounces injections fail
+	seen        []string          // "sender recipient" per delivery
+	bounces     []Bounce
+	bodies      []string
 }
 
 func newHarness(t *testing.T, controls map[string]string) *harness {
@@ -96,6 +97,11 @@ func (h *harness) start() {
 		Bounce: func(b Bounce) (int, error) {
 			body, _ := io.ReadAll(b.Message)
 			h.mu.Lock()
+			if h.failBounces > 0 {
+				h.failBounces--
+				h.mu.Unlock()
+				return 0, io.ErrUnexpectedEOF
+			}
 			h.bounces = append(h.bounces, b)
 			h.bodies = append(h.bodies, string(body))
 			h.mu.Unlock()
@@ -345,5 +351,27 @@ func TestCleanupOssified(t *testing.T) {
 	}
 	if gone(h.q.Mess(young)) {
 		t.Error("a young orphan (maybe an injection in progress) was removed")
+	}
+}
+
+// A bounce that cannot be injected is kept and tried again; the message
+// stays until it is sent.
+func TestBounceRetry(t *testing.T) {
+	h := newHarness(t, nil)
+	h.reports["bad@remote.example"] = "DNo such user.\n"
+	h.failBounces = 1
+	h.start()
+	id := h.inject("sender@example.org", "bad@remote.example")
+	h.waitFor("failed injection", func() bool {
+		return strings.Contains(h.logText(), "warning: trouble injecting bounce message, will try later")
+	})
+	if gone(h.q.Mess(id)) || gone(h.q.Bounce(id)) {
+		t.Fatal("message or bounce/N removed though the bounce was not sent")
+	}
+	h.sigs <- syscall.SIGALRM
+	h.waitFor("bounce sent", func() bool { return gone(h.q.Mess(id)) })
+	h.stop()
+	if len(h.bounces) != 1 || !gone(h.q.Bounce(id)) {
+		t.Errorf("%d bounces, bounce/N gone: %v", len(h.bounces), gone(h.q.Bounce(id)))
 	}
 }
