@@ -137,6 +137,11 @@ func HashWith(password []byte, salt string, rounds int) (string, error) {
 	if i := strings.IndexAny(salt, badSaltBytes); i >= 0 {
 		return "", fmt.Errorf("%w: contains %q", ErrInvalidSalt, salt[i])
 	}
+	if strings.HasPrefix(salt, "rounds=") {
+		// Written without an explicit rounds field (5000), it would read
+		// back as one: "$6$rounds=1000x$..." is 1000 rounds, not a salt.
+		return "", fmt.Errorf("%w: begins with \"rounds=\"", ErrInvalidSalt)
+	}
 	if len(salt) > maxSaltLen {
 		salt = salt[:maxSaltLen]
 	}

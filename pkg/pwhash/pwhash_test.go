@@ -204,7 +204,7 @@ func TestHashWith(t *testing.T) {
 		}
 	}
 
-	for _, salt := range []string{"", "a$b", "$", "a:b", "a\nb", "a\x00b", "0123456789abcdefgh$"} {
+	for _, salt := range []string{"", "a$b", "$", "a:b", "a\nb", "a\x00b", "0123456789abcdefgh$", "rounds=1000rounds", "rounds="} {
 		if _, err := HashWith(pw, salt, 1000); !errors.Is(err, ErrInvalidSalt) {
 			t.Errorf("HashWith(salt %q) err = %v; want ErrInvalidSalt", salt, err)
 		}
