@@ -149,12 +149,13 @@ func Run(cfg Config) error {
 		s.log.printf("alert: cannot start: qmail-send is already running")
 		return ErrRunning
 	}
-	trigger, err := openTrigger(s.q.Trigger())
+	trigger, keepOpen, err := openTrigger(s.q.Trigger())
 	if err != nil {
 		s.log.printf("alert: cannot start: unable to open %s: %s", s.q.Trigger(), safe(err.Error()))
 		return err
 	}
 	defer trigger.Close()
+	defer keepOpen.Close()
 
 	for c, pipes := range [2]struct {
 		to   io.Writer
@@ -250,18 +251,17 @@ func startChannel(to io.Writer, from io.Reader) (*channel, error) {
 // openTrigger opens the FIFO for reading and keeps a writer open on it
 // too, so reads block until an injector writes instead of returning EOF
 // whenever no injector has it open.
-func openTrigger(path string) (*os.File, error) {
-	r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+func openTrigger(path string) (r, w *os.File, err error) {
+	r, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	w, err = os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		r.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	_ = w // held open for the life of the process
-	return r, nil
+	return r, w, nil
 }
 
 func readTrigger(f *os.File, triggered chan<- struct{}) {
