@@ -117,11 +117,11 @@ type Sender struct {
 	msgs     map[uint64]*message
 	// unsent are the finished messages whose bounce could not be
 	// injected yet; kept apart so no event has to scan every message.
-	unsent map[uint64]*message
-	clean    *bufio.Reader
-	delnum   int
-	exiting  bool
-	now      func() time.Time
+	unsent  map[uint64]*message
+	clean   *bufio.Reader
+	delnum  int
+	exiting bool
+	now     func() time.Time
 }
 
 type bounceConfig struct {
