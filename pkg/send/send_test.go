@@ -375,3 +375,26 @@ func TestBounceRetry(t *testing.T) {
 		t.Errorf("%d bounces, bounce/N gone: %v", len(h.bounces), gone(h.q.Bounce(id)))
 	}
 }
+
+// HUP rereads the control files: a domain added to virtualdomains is
+// delivered locally from then on.
+func TestHUPRereadsControls(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	first := h.inject("s@example.org", "ann@new.example")
+	h.waitFor("first message", func() bool { return gone(h.q.Mess(first)) })
+	os.WriteFile(filepath.Join(h.root, "control", "virtualdomains"), []byte("new.example:new.example\n"), 0o644)
+	h.sigs <- syscall.SIGHUP
+	h.waitFor("status after HUP", func() bool { return strings.Count(h.logText(), "status:") > 0 })
+	time.Sleep(50 * time.Millisecond) // the HUP is handled before the next trigger
+	second := h.inject("s@example.org", "ann@new.example")
+	h.waitFor("second message", func() bool { return gone(h.q.Mess(second)) })
+	h.stop()
+	log := h.logText()
+	if !strings.Contains(log, "msg "+itoa(first)+" to remote ann@new.example\n") {
+		t.Errorf("before HUP the domain should be remote:\n%s", log)
+	}
+	if !strings.Contains(log, "msg "+itoa(second)+" to local new.example-ann@new.example\n") {
+		t.Errorf("after HUP the domain should be virtual and local:\n%s", log)
+	}
+}
