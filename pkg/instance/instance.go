@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
+	"github.com/quail-mta/quail/pkg/maildir"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/users"
 	"github.com/quail-mta/quail/queue"
@@ -115,6 +116,10 @@ func Init(opts Options) error {
 			logf("created %s", f.path)
 		}
 	}
+	// The alias user's mailbox: where postmaster's mail goes by default.
+	if err := aliasMaildir(filepath.Join(root, "alias", "Maildir"), logf); err != nil {
+		return err
+	}
 	assign := filepath.Join(root, "users", "assign")
 	created, err := createIfMissing(assign, ".\n")
 	if err != nil {
@@ -126,6 +131,30 @@ func Init(opts Options) error {
 		}
 		logf("created users/cdb")
 	}
+	return nil
+}
+
+// aliasMaildir creates ~alias/Maildir/, owned by the alias user in a
+// root install.
+func aliasMaildir(dir string, logf func(string, ...any)) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := maildir.Make(dir, 0o700); err != nil {
+		return err
+	}
+	if privsep.Root() {
+		ids, err := privsep.Lookup(privsep.Alias)
+		if err != nil {
+			return err
+		}
+		for _, p := range []string{dir, filepath.Join(dir, "cur"), filepath.Join(dir, "new"), filepath.Join(dir, "tmp")} {
+			if err := os.Lchown(p, ids.UID, ids.GID); err != nil {
+				return err
+			}
+		}
+	}
+	logf("created alias/Maildir/")
 	return nil
 }
 
