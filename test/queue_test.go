@@ -89,7 +89,8 @@ func TestQmailQueueExitCodes(t *testing.T) {
 
 // Installed setuid qmailq, as in a root install, qmail-queue writes the
 // queue as qmailq, names the caller's uid in its Received line and the
-// todo record, and ignores QMAILHOME set by an ordinary caller.
+// todo record, and ignores QMAILHOME set by an ordinary caller: it serves
+// the instance it is installed in.
 func TestQmailQueueSetuid(t *testing.T) {
 	testutil.NeedRoot(t)
 	root := filepath.Join(ownedDir(t, nil), "q")
@@ -108,15 +109,18 @@ func TestQmailQueueSetuid(t *testing.T) {
 	if err := os.Chmod(qq, 0o711|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	// Run by nobody, QMAILHOME must be ignored (/var/qmail is used
-	// instead, whatever state it is in): nothing may land under root.
-	queueRun(t, qq, root, "Subject: x\n\nhi\n", "Fa@b\x00Tc@d\x00\x00", nobody)
-	if entries, _ := os.ReadDir(filepath.Join(root, "queue", "todo")); len(entries) != 0 {
-		t.Fatalf("a setuid qmail-queue run by nobody honoured QMAILHOME and queued into %s", root)
+	// Run by nobody with QMAILHOME pointing at an instance of the
+	// caller's making, it must ignore it and queue into the instance it is
+	// installed in.
+	other := filepath.Join(ownedDir(t, nobody), "other")
+	if r := run(t, proc{args: []string{"qmailctl", "init", "--root", other, "--hostname", "evil.example"}, as: nobody}); r.code != 0 {
+		t.Fatal(r.stderr)
 	}
-	// Run by root, QMAILHOME counts.
-	if code := queueRun(t, qq, root, "Subject: x\n\nhi\n", "Fa@b\x00Tc@d\x00\x00", nil); code != 0 {
-		t.Fatalf("setuid qmail-queue run by root: exit %d", code)
+	if code := queueRun(t, qq, other, "Subject: x\n\nhi\n", "Fa@b\x00Tc@d\x00\x00", nobody); code != 0 {
+		t.Fatalf("setuid qmail-queue run by nobody: exit %d", code)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(other, "queue", "todo")); len(entries) != 0 {
+		t.Fatalf("a setuid qmail-queue run by nobody honoured QMAILHOME and queued into %s", other)
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "queue", "todo"))
 	if len(entries) != 1 {
@@ -130,12 +134,12 @@ func TestQmailQueueSetuid(t *testing.T) {
 		t.Errorf("mess file owned by uid %d, want qmailq (%d)", st.Uid, quid)
 	}
 	mess, _ := os.ReadFile(q.Mess(id))
-	if !regexp.MustCompile(`^Received: \(qmail \d+ invoked by uid 0\); \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000\n`).Match(mess) {
+	if !regexp.MustCompile(`^Received: \(qmail \d+ invoked by uid 65534\); \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d -0000\n`).Match(mess) {
 		t.Errorf("Received line: %q", strings.SplitN(string(mess), "\n", 2)[0])
 	}
 	todo, _ := os.ReadFile(q.Todo(id))
-	if !strings.HasPrefix(string(todo), "u0\x00p") {
-		t.Errorf("todo record %q does not name the real uid 0", todo)
+	if !strings.HasPrefix(string(todo), "u65534\x00p") {
+		t.Errorf("todo record %q does not name the caller's real uid 65534", todo)
 	}
 }
 

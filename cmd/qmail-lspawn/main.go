@@ -1,27 +1,37 @@
-// Command qmail-lspawn speaks qmail's spawn protocol with qmail-send.
-//
-// Local delivery is not built yet (issue 4). Until it is, this is the
-// smallest honest spawner: it defers every delivery with a report that
-// says so, and the message stays queued and is retried on qmail's
-// schedule; nothing is lost, nothing is pretended.
+// Command qmail-lspawn runs local deliveries for qmail-send: it finds who
+// takes each recipient and has a long-lived qmail-local worker running as
+// that mailbox's owner deliver it. See docs/qmail-lspawn.8.md.
 package main
 
 import (
+	"fmt"
 	"os"
 
+	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
-	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/pkg/lspawn"
+	"github.com/quail-mta/quail/pkg/recipient"
+	"github.com/quail-mta/quail/pkg/users"
 )
 
-const report = "ZLocal delivery is not available in this quail build yet; the message stays queued. (#4.3.0)\n"
-
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "--help" || os.Args[1] == "-h") {
-		os.Stderr.WriteString("usage: qmail-lspawn (started by qmail-start; spawn protocol on stdin/stdout)\n")
-		os.Exit(0)
+	if len(os.Args) != 2 || os.Args[1] == "--help" || os.Args[1] == "-h" {
+		fmt.Fprintln(os.Stderr, "usage: qmail-lspawn DEFAULTDELIVERY (started by qmail-start; spawn protocol on stdin/stdout)")
+		if len(os.Args) == 2 {
+			os.Exit(exitcode.OK)
+		}
+		os.Exit(exitcode.Permanent)
 	}
-	err := spawn.Serve(os.Stdin, os.Stdout, spawn.Limit, func(spawn.Command) string { return report })
+	root := control.Home()
+	err := lspawn.Run(lspawn.Config{
+		Root:            root,
+		DefaultDelivery: os.Args[1],
+		Resolver:        &recipient.Resolver{Root: root, Passwd: users.System{}, Owner: recipient.VirtualOwner},
+		Worker:          lspawn.DefaultWorker(root),
+		Env:             os.Environ(),
+	}, os.Stdin, os.Stdout)
 	if err != nil {
+		fmt.Fprintf(os.Stderr, "qmail-lspawn: %v\n", err)
 		os.Exit(exitcode.Temporary)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // DefaultHome is the instance root when QMAILHOME is unset or untrusted.
@@ -32,16 +33,49 @@ const DefaultHome = "/var/qmail"
 // trusted, else DefaultHome. A setuid or setgid program must not let the
 // caller's environment redirect it to files the caller made (SPEC §4), so
 // QMAILHOME counts only when the real uid is root or the program runs with
-// the caller's own uid and gid.
+// the caller's own uid and gid. Such a program instead serves the
+// instance it is installed in (see installedRoot), so a root install
+// elsewhere than /var/qmail works for every caller.
 func Home() string {
 	h := os.Getenv("QMAILHOME")
-	if h == "" || !EnvTrusted() {
+	if !EnvTrusted() {
+		if root, ok := installedRoot(); ok {
+			return root
+		}
+		return DefaultHome
+	}
+	if h == "" {
 		return DefaultHome
 	}
 	if abs, err := filepath.Abs(h); err == nil {
 		return abs
 	}
 	return filepath.Clean(h)
+}
+
+// installedRoot is the instance a program is installed in, ROOT for
+// ROOT/bin/PROGRAM, taken from the kernel's record of the executable (not
+// from anything the caller controls), and only when ROOT/bin and ROOT
+// belong to root and no one else may write them: a caller cannot make
+// such directories, and with Linux's protected hard links cannot link a
+// setuid program into a directory of its own.
+func installedRoot() (string, bool) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return "", false
+	}
+	bin := filepath.Dir(exe)
+	if filepath.Base(bin) != "bin" {
+		return "", false
+	}
+	root := filepath.Dir(bin)
+	for _, dir := range []string{bin, root} {
+		var st syscall.Stat_t
+		if syscall.Lstat(dir, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0 {
+			return "", false
+		}
+	}
+	return root, true
 }
 
 // EnvTrusted reports whether this process may act on environment variables

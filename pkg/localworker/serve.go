@@ -1,0 +1,66 @@
+package localworker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/quail-mta/quail/pkg/local"
+	"golang.org/x/sys/unix"
+)
+
+// ServeWorker is the long-lived qmail-local worker: it runs as one
+// mailbox owner, reads delivery requests with their message files from
+// sock (fd 3, from qmail-lspawn), runs each as qmail-local would
+// (package local), concurrently, and answers each. It returns when
+// qmail-lspawn closes the socket, after the deliveries in flight end.
+func ServeWorker(sock *os.File, root string, env []string) error {
+	fd := int(sock.Fd())
+	var mu sync.Mutex // one writer at a time on the socket
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		data, msg, err := recvFD(fd, buf, oob)
+		if err == ErrClosed {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		req, err := decodeRequest(data)
+		if err != nil || msg == nil {
+			if msg != nil {
+				msg.Close()
+			}
+			return fmt.Errorf("qmail-local worker: %v", err)
+		}
+		wg.Go(func() {
+			defer msg.Close()
+			var out outputBuffer
+			status := local.Deliver(context.Background(), local.Request{
+				Root: root, User: req.user, Home: req.home, Local: req.local, Dash: req.dash,
+				Ext: req.ext, Domain: req.domain, Sender: req.sender, DefaultDelivery: req.defaultDel, Env: env,
+			}, msg, &out)
+			mu.Lock()
+			defer mu.Unlock()
+			if err := unix.Sendmsg(fd, reply{req.id, status, out.b}.encode(), nil, nil, 0); err != nil {
+				// qmail-lspawn is gone; it reports the delivery as crashed.
+				_ = err
+			}
+		})
+	}
+}
+
+// outputBuffer keeps what a delivery prints, up to a bound: a program
+// that prints megabytes must not cost megabytes.
+type outputBuffer struct{ b []byte }
+
+func (o *outputBuffer) Write(p []byte) (int, error) {
+	if room := maxReport + 1 - len(o.b); room > 0 {
+		o.b = append(o.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
+}

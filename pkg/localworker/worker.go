@@ -1,0 +1,173 @@
+package localworker
+
+import (
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/privsep"
+)
+
+// IdleTimeout is how long a worker with nothing to do stays.
+const IdleTimeout = 2 * time.Minute
+
+// Request is one delivery: qmail-local's operands.
+type Request struct {
+	User, Home, Local, Dash, Ext, Domain, Sender, DefaultDelivery string
+}
+
+// Options start a worker.
+type Options struct {
+	Program string       // qmail-local, run as "Program --worker" with the socket on fd 3
+	Root    string       // $QMAILHOME for the worker
+	Env     []string     // the worker's environment
+	Owner   *privsep.IDs // run as this account (root install); nil: as we are
+	OnExit  func(*Worker)
+}
+
+// Worker is one running qmail-local worker, serving one mailbox owner.
+type Worker struct {
+	cmd     *exec.Cmd
+	sock    int
+	sendMu  sync.Mutex
+	mu      sync.Mutex
+	pending map[uint64]chan reply
+	dead    bool
+	idle    *time.Timer
+	onExit  func(*Worker)
+	done    chan struct{}
+}
+
+// Start runs a worker.
+func Start(o Options) (*Worker, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	child := os.NewFile(uintptr(fds[1]), "worker socket")
+	cmd := exec.Command(o.Program, "--worker")
+	cmd.Dir = "/"
+	cmd.Env = append(o.Env, "QMAILHOME="+o.Root)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{child}
+	if o.Owner != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
+			Uid: uint32(o.Owner.UID), Gid: uint32(o.Owner.GID), Groups: []uint32{}}}
+	}
+	if err := cmd.Start(); err != nil {
+		unix.Close(fds[0])
+		child.Close()
+		return nil, err
+	}
+	child.Close()
+	w := &Worker{cmd: cmd, sock: fds[0], pending: map[uint64]chan reply{}, onExit: o.OnExit, done: make(chan struct{})}
+	w.idle = time.AfterFunc(IdleTimeout, w.closeIfIdle)
+	go w.read()
+	return w, nil
+}
+
+// Deliver sends one delivery with its open message file and waits for
+// qmail-local's exit status and output. ErrClosed means the worker ended
+// first (it crashed, or went idle): the delivery did not happen through
+// it.
+func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, error) {
+	r := request{id, rq.User, rq.Home, rq.Local, rq.Dash, rq.Ext, rq.Domain, rq.Sender, rq.DefaultDelivery}
+	ch := make(chan reply, 1)
+	w.mu.Lock()
+	if w.dead {
+		w.mu.Unlock()
+		return 0, nil, ErrClosed
+	}
+	w.pending[id] = ch
+	w.idle.Stop()
+	w.mu.Unlock()
+	w.sendMu.Lock()
+	err := sendFD(w.sock, r.encode(), msg)
+	w.sendMu.Unlock()
+	if err != nil {
+		w.forget(id)
+		return 0, nil, err
+	}
+	rep, ok := <-ch
+	if !ok {
+		return 0, nil, ErrClosed
+	}
+	return rep.status, rep.output, nil
+}
+
+func (w *Worker) forget(id uint64) {
+	w.mu.Lock()
+	delete(w.pending, id)
+	w.mu.Unlock()
+}
+
+// read dispatches replies; when the worker dies every pending delivery
+// gets a closed channel, which its caller reports as a crash.
+func (w *Worker) read() {
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, _, _, err := unix.Recvmsg(w.sock, buf, nil, 0)
+		if err != nil || n == 0 {
+			break
+		}
+		rep, err := decodeReply(buf[:n])
+		if err != nil {
+			break
+		}
+		w.mu.Lock()
+		ch := w.pending[rep.id]
+		delete(w.pending, rep.id)
+		if len(w.pending) == 0 && !w.dead {
+			w.idle.Reset(IdleTimeout)
+		}
+		w.mu.Unlock()
+		if ch != nil {
+			ch <- rep
+		}
+	}
+	w.mu.Lock()
+	w.dead = true
+	for id, ch := range w.pending {
+		close(ch)
+		delete(w.pending, id)
+	}
+	w.mu.Unlock()
+	if w.onExit != nil {
+		w.onExit(w)
+	}
+	unix.Close(w.sock)
+	w.cmd.Wait()
+	close(w.done)
+}
+
+// Dead reports whether the worker takes no more deliveries.
+func (w *Worker) Dead() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dead
+}
+
+func (w *Worker) closeIfIdle() {
+	w.mu.Lock()
+	idle := len(w.pending) == 0 && !w.dead
+	if idle {
+		w.dead = true // no new deliveries: a new worker starts for them
+	}
+	w.mu.Unlock()
+	if idle {
+		unix.Shutdown(w.sock, unix.SHUT_WR)
+	}
+}
+
+// Close lets the worker finish what it has and waits for it to exit.
+func (w *Worker) Close() {
+	w.mu.Lock()
+	w.dead = true
+	w.mu.Unlock()
+	unix.Shutdown(w.sock, unix.SHUT_WR)
+	<-w.done
+}

@@ -1,0 +1,153 @@
+//go:build integration
+
+package test
+
+import (
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quail-mta/quail/pkg/testutil"
+)
+
+// localInstance is an instance with the real delivery side in its bin/,
+// a virtual domain example.test with the mailbox joe and the alias
+// sales (forwarding to joe), run as cred (nil: as root, with privilege
+// separation).
+func localInstance(t *testing.T, cred *syscall.Credential) string {
+	t.Helper()
+	root := filepath.Join(ownedDir(t, cred), "q")
+	for _, p := range []proc{
+		{args: []string{"qmailctl", "init", "--root", root, "--hostname", "mx.example.com"}},
+		{args: []string{"qmailctl", "domain", "add", "example.test", "--root", root}},
+		{args: []string{"qmailctl", "user", "add", "joe@example.test", "--password-stdin", "--root", root}, stdin: "pw\n"},
+	} {
+		p.as = cred
+		if r := run(t, p); r.code != 0 {
+			t.Fatalf("%v: %s", p.args, r.stderr)
+		}
+	}
+	alias := filepath.Join(root, "domains", "example.test", ".qmail-sales")
+	if err := os.WriteFile(alias, []byte("joe@example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cred != nil {
+		os.Chown(alias, int(cred.Uid), int(cred.Gid))
+	}
+	for _, name := range []string{"qmail-start", "qmail-send", "qmail-clean", "qmail-queue", "qmail-lspawn", "qmail-rspawn", "qmail-local", "sendmail"} {
+		copyFile(t, filepath.Join(testutil.Bin(t), name), filepath.Join(root, "bin", name), cred)
+	}
+	if cred == nil && os.Geteuid() == 0 {
+		// A root install: qmail-queue is setuid qmailq, so the delivery
+		// side (qmailv forwarding) can queue.
+		q, err := user.Lookup("qmailq")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(q.Uid)
+		gid, _ := strconv.Atoi(q.Gid)
+		qq := filepath.Join(root, "bin", "qmail-queue")
+		os.Chown(qq, uid, gid)
+		if err := os.Chmod(qq, 0o711|os.ModeSetuid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// waitMaildir waits for n messages in a Maildir's new/ and returns them.
+func waitMaildir(t *testing.T, dir string, n int, u *unit) []string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		entries, _ := os.ReadDir(filepath.Join(dir, "new"))
+		if len(entries) >= n {
+			var out []string
+			for _, e := range entries {
+				out = append(out, filepath.Join(dir, "new", e.Name()))
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			u.term(t)
+			t.Fatalf("%d of %d messages in %s; log:\n%s", len(entries), n, dir, u.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testLocalDelivery(t *testing.T, cred *syscall.Credential) {
+	root := localInstance(t, cred)
+	u := startUnit(t, root, "/dev/null", cred)
+	body := "To: joe@example.test\nSubject: local delivery\n\nLine one.\n.\nFrom the end.\n"
+	r := runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "-t", "-i", "-f", "web@example.org"},
+		env: []string{"QMAILHOME=" + root}, as: cred, stdin: body})
+	if r.code != 0 {
+		u.term(t)
+		t.Fatalf("sendmail: %d %s", r.code, r.stderr)
+	}
+	maildir := filepath.Join(root, "domains", "example.test", "joe", "Maildir")
+	files := waitMaildir(t, maildir, 1, u)
+	got, _ := os.ReadFile(files[0])
+	wantPrefix := "Return-Path: <web@example.org>\nDelivered-To: example.test-joe@example.test\nReceived: (qmail "
+	if !strings.HasPrefix(string(got), wantPrefix) || !strings.HasSuffix(string(got), "\n\nLine one.\n.\nFrom the end.\n") {
+		t.Errorf("delivered message:\n%s\nwant prefix %q and the body intact", got, wantPrefix)
+	}
+	// The alias forwards through the queue to joe.
+	r = runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "sales@example.test"},
+		env: []string{"QMAILHOME=" + root}, as: cred, stdin: "Subject: to the alias\n\nhi\n"})
+	if r.code != 0 {
+		u.term(t)
+		t.Fatalf("sendmail: %d %s", r.code, r.stderr)
+	}
+	files = waitMaildir(t, maildir, 2, u)
+	u.term(t)
+	var forwarded string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(string(b), "Subject: to the alias") {
+			forwarded = string(b)
+		}
+	}
+	if !strings.Contains(forwarded, "Delivered-To: example.test-sales@example.test\n") {
+		t.Errorf("forwarded message lacks the alias's Delivered-To line:\n%s", forwarded)
+	}
+	wantUID := uint32(os.Getuid())
+	if cred != nil {
+		wantUID = cred.Uid
+	} else if os.Geteuid() == 0 {
+		v, err := user.Lookup("qmailv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(v.Uid)
+		wantUID = uint32(uid)
+	}
+	var st syscall.Stat_t
+	syscall.Stat(files[0], &st)
+	if st.Uid != wantUID {
+		t.Errorf("message owned by uid %d, want %d: qmail-local must run as the mailbox's owner", st.Uid, wantUID)
+	}
+	log := u.log.String()
+	if !strings.Contains(log, ": success: did_1+0+0/") || !strings.Contains(log, ": success: did_0+1+0/qp_") {
+		t.Errorf("qmail-send log lacks the local successes:\n%s", log)
+	}
+}
+
+func TestLocalDeliveryAsRoot(t *testing.T) {
+	testutil.NeedRoot(t)
+	testLocalDelivery(t, nil)
+}
+
+func TestLocalDeliveryAsOrdinaryUser(t *testing.T) {
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = nobody
+	}
+	testLocalDelivery(t, cred)
+}
