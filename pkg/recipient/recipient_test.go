@@ -50,7 +50,9 @@ func setup(t *testing.T) *Resolver {
 
 func TestResolve(t *testing.T) {
 	r := setup(t)
-	dom := func(d string, parts ...string) string { return filepath.Join(append([]string{r.Root, "domains", d}, parts...)...) }
+	dom := func(d string, parts ...string) string {
+		return filepath.Join(append([]string{r.Root, "domains", d}, parts...)...)
+	}
 	for _, tc := range []struct {
 		local string
 		want  Target
