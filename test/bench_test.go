@@ -12,10 +12,13 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/testutil"
@@ -167,4 +170,92 @@ func BenchmarkSendmail(b *testing.B) {
 		}
 	}
 	reportForks(b, before)
+}
+
+// BenchmarkInjectToMaildir is the whole local path: qmail-queue (one
+// process per message), qmail-send, qmail-lspawn and its qmail-local
+// worker, into a virtual mailbox's Maildir. It times from the first
+// injection until the last message is in new/.
+func BenchmarkInjectToMaildir(b *testing.B) {
+	bin := testutil.Bin(b)
+	root := filepath.Join(b.TempDir(), "q")
+	os.Chmod(filepath.Dir(root), 0o755) // the delivery side's accounts must reach it
+	os.Chmod(filepath.Dir(filepath.Dir(root)), 0o755)
+	qmailctl := filepath.Join(bin, "qmailctl")
+	for _, args := range [][]string{
+		{"init", "--root", root, "--hostname", "mx.example.com"},
+		{"domain", "add", "example.test", "--root", root},
+	} {
+		if out, err := exec.Command(qmailctl, args...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	add := exec.Command(qmailctl, "user", "add", "joe@example.test", "--password-stdin", "--root", root)
+	add.Stdin = strings.NewReader("pw\n")
+	if out, err := add.CombinedOutput(); err != nil {
+		b.Fatalf("user add: %v\n%s", err, out)
+	}
+	for _, name := range []string{"qmail-start", "qmail-send", "qmail-clean", "qmail-queue", "qmail-lspawn", "qmail-rspawn", "qmail-local"} {
+		data, err := os.ReadFile(filepath.Join(bin, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(root, "bin", name), data, 0o755)
+	}
+	if os.Geteuid() == 0 {
+		// qmail-queue setuid qmailq, as installed: qmail-lspawn delivers
+		// only message files qmailq wrote.
+		q, err := user.Lookup("qmailq")
+		if err != nil {
+			b.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(q.Uid)
+		gid, _ := strconv.Atoi(q.Gid)
+		qq := filepath.Join(root, "bin", "qmail-queue")
+		os.Chown(qq, uid, gid)
+		os.Chmod(qq, 0o711|os.ModeSetuid)
+	}
+	start := exec.Command(filepath.Join(root, "bin", "qmail-start"), "./Maildir/")
+	start.Env = []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}
+	if err := start.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		start.Process.Signal(syscall.SIGTERM)
+		start.Wait()
+	}()
+	newDir := filepath.Join(root, "domains", "example.test", "joe", "Maildir", "new")
+	msg := "Subject: bench\n\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n", 32)
+	env := []byte("Fbench@example.org\x00Tjoe@example.test\x00\x00")
+	time.Sleep(200 * time.Millisecond) // the unit is up
+	b.ResetTimer()
+	before := forks(b)
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(filepath.Join(root, "bin", "qmail-queue"))
+		cmd.Env = []string{"QMAILHOME=" + root}
+		cmd.Stdin = strings.NewReader(msg)
+		r, w, _ := os.Pipe()
+		w.Write(env)
+		w.Close()
+		cmd.Stdout = r
+		err := cmd.Run()
+		r.Close()
+		if err != nil {
+			b.Fatalf("qmail-queue: %v", err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		entries, _ := os.ReadDir(newDir)
+		if len(entries) >= b.N {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d delivered", len(entries), b.N)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.StopTimer()
+	reportForks(b, before)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
