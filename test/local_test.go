@@ -151,3 +151,68 @@ func TestLocalDeliveryAsOrdinaryUser(t *testing.T) {
 	}
 	testLocalDelivery(t, cred)
 }
+
+// The alias user, a forwarding loop and an unknown mailbox, end to end:
+// postmaster's mail lands in ~alias/Maildir; a loop and an unknown
+// mailbox fail permanently and their bounces (RFC 3464 reports) reach
+// the sender's own mailbox.
+func testLocalFailures(t *testing.T, cred *syscall.Credential) {
+	root := localInstance(t, cred)
+	loop := filepath.Join(root, "domains", "example.test", ".qmail-loop")
+	if err := os.WriteFile(loop, []byte("loop@example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cred != nil {
+		os.Chown(loop, int(cred.Uid), int(cred.Gid))
+	}
+	u := startUnit(t, root, "/dev/null", cred)
+	send := func(from, to, subject string) {
+		t.Helper()
+		r := runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "-f", from, to},
+			env: []string{"QMAILHOME=" + root}, as: cred, stdin: "Subject: " + subject + "\n\nbody\n"})
+		if r.code != 0 {
+			u.term(t)
+			t.Fatalf("sendmail: %d %s", r.code, r.stderr)
+		}
+	}
+	send("someone@example.org", "postmaster@mx.example.com", "for the postmaster")
+	send("joe@example.test", "loop@example.test", "round and round")
+	send("joe@example.test", "bob@example.test", "to nobody")
+	alias := waitMaildir(t, filepath.Join(root, "alias", "Maildir"), 1, u)
+	bounces := waitMaildir(t, filepath.Join(root, "domains", "example.test", "joe", "Maildir"), 2, u)
+	u.term(t)
+	if b, _ := os.ReadFile(alias[0]); !strings.Contains(string(b), "Delivered-To: postmaster@mx.example.com\n") || !strings.Contains(string(b), "Subject: for the postmaster") {
+		t.Errorf("postmaster's mail in ~alias/Maildir:\n%s", b)
+	}
+	all := ""
+	for _, f := range bounces {
+		b, _ := os.ReadFile(f)
+		all += string(b)
+	}
+	for _, want := range []string{
+		"Content-Type: multipart/report; report-type=delivery-status",
+		"This message is looping: it already has my Delivered-To line. (#5.4.6)",
+		"Sorry, no mailbox here by that name. (#5.1.1)",
+		"Final-Recipient: rfc822; bob@example.test",
+		"Final-Recipient: rfc822; loop@example.test",
+		"Subject: round and round",
+		"Subject: to nobody",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the bounces lack %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestLocalFailuresAsRoot(t *testing.T) {
+	testutil.NeedRoot(t)
+	testLocalFailures(t, nil)
+}
+
+func TestLocalFailuresAsOrdinaryUser(t *testing.T) {
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = nobody
+	}
+	testLocalFailures(t, cred)
+}

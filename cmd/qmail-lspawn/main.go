@@ -10,6 +10,7 @@ import (
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
 	"github.com/quail-mta/quail/pkg/lspawn"
+	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/users"
 )
@@ -26,7 +27,7 @@ func main() {
 	err := lspawn.Run(lspawn.Config{
 		Root:            root,
 		DefaultDelivery: os.Args[1],
-		Resolver:        &recipient.Resolver{Root: root, Passwd: users.System{}, Owner: recipient.VirtualOwner},
+		Resolver:        &recipient.Resolver{Root: root, Passwd: users.System{}, Owner: recipient.VirtualOwner, SingleUser: !privsep.Root()},
 		Worker:          lspawn.DefaultWorker(root),
 		Env:             os.Environ(),
 	}, os.Stdin, os.Stdout)

@@ -17,7 +17,13 @@
 //     is an alias, .qmail-default the catch-all. With neither, the address
 //     does not exist;
 //  3. the system's accounts, qmail-getpw's rules, with the alias user
-//     taking what no account does.
+//     taking what no account does. The alias user's home is always
+//     $QMAILHOME/alias, whatever its passwd entry says, so one alias
+//     account can serve several instances.
+//
+// An instance run by an ordinary user (single-user mode) cannot deliver
+// as other accounts: there, step 3 gives everything to the alias home,
+// delivered as that user.
 package recipient
 
 import (
@@ -55,6 +61,8 @@ type Resolver struct {
 	// Owner is the account of every virtual mailbox: the qmailv account
 	// in a root install, the caller in single-user mode.
 	Owner func() (user string, ids privsep.IDs, err error)
+	// SingleUser delivers as the Owner instead of system accounts.
+	SingleUser bool
 }
 
 // Resolve finds who takes mail for local (the local part after qmail-send's
@@ -68,11 +76,23 @@ func (r *Resolver) Resolve(local string) (Target, error) {
 	if t, ok, err := r.virtual(local); err != nil || ok {
 		return t, err
 	}
+	aliasHome := filepath.Join(r.Root, "alias")
+	if r.SingleUser {
+		user, ids, err := r.Owner()
+		if err != nil {
+			return Target{}, err
+		}
+		return Target{User: user, UID: ids.UID, GID: ids.GID, Home: aliasHome, Dash: "-", Ext: local}, nil
+	}
 	e, err := users.Getpw(r.Passwd, local, privsep.Alias)
 	if err != nil {
 		return Target{}, err
 	}
-	return fromEntry(e), nil
+	t := fromEntry(e)
+	if e.User == privsep.Alias {
+		t.Home = aliasHome
+	}
+	return t, nil
 }
 
 func fromEntry(e users.Entry) Target {

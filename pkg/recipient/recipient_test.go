@@ -65,7 +65,7 @@ func TestResolve(t *testing.T) {
 		{"example.test-sales", Target{User: "qmailv", UID: 8000, GID: 8000, Home: dom("example.test"), Dash: "-", Ext: "sales", Domain: "example.test"}},
 		{"catch.example-anyone", Target{User: "qmailv", UID: 8000, GID: 8000, Home: dom("catch.example"), Dash: "-", Ext: "anyone", Domain: "catch.example"}},
 		{"my-shop.example-ann", Target{User: "qmailv", UID: 8000, GID: 8000, Home: dom("my-shop.example", "ann"), Domain: "my-shop.example"}},
-		{"nobody-here", Target{User: "alias", UID: 7790, GID: 2108, Home: "/var/qmail/alias", Dash: "-", Ext: "nobody-here"}},
+		{"nobody-here", Target{User: "alias", UID: 7790, GID: 2108, Home: filepath.Join(r.Root, "alias"), Dash: "-", Ext: "nobody-here"}},
 	} {
 		got, err := r.Resolve(tc.local)
 		if err != nil || got != tc.want {
@@ -76,5 +76,19 @@ func TestResolve(t *testing.T) {
 		if _, err := r.Resolve(local); !errors.Is(err, ErrNoMailbox) {
 			t.Errorf("Resolve(%q) err = %v, want ErrNoMailbox", local, err)
 		}
+	}
+}
+
+func TestSingleUser(t *testing.T) {
+	r := setup(t)
+	r.SingleUser = true
+	got, err := r.Resolve("postmaster")
+	want := Target{User: "qmailv", UID: 8000, GID: 8000, Home: filepath.Join(r.Root, "alias"), Dash: "-", Ext: "postmaster"}
+	if err != nil || got != want {
+		t.Errorf("Resolve(postmaster) = %+v, %v; want %+v", got, err, want)
+	}
+	// Virtual domains are the same in both modes.
+	if got, err := r.Resolve("example.test-joe"); err != nil || got.Home != filepath.Join(r.Root, "domains", "example.test", "joe") {
+		t.Errorf("Resolve(example.test-joe) = %+v, %v", got, err)
 	}
 }
