@@ -4,6 +4,7 @@ package test
 
 import (
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -215,4 +216,61 @@ func TestLocalFailuresAsOrdinaryUser(t *testing.T) {
 		cred = nobody
 	}
 	testLocalFailures(t, cred)
+}
+
+// A system account takes mail for its name as qmail-getpw finds it,
+// delivered by a worker running as that account into its home's default
+// delivery (./Maildir/). Root only: it makes a system account.
+func TestLocalSystemUser(t *testing.T) {
+	testutil.NeedRoot(t)
+	const name = "quailtest"
+	home := filepath.Join(ownedDir(t, nil), name)
+	if _, err := user.Lookup(name); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v %s", err, out)
+		}
+	} else if out, err := exec.Command("usermod", "--home", home, name).CombinedOutput(); err != nil {
+		t.Fatalf("usermod: %v %s", err, out)
+	}
+	acct, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(acct.Uid)
+	gid, _ := strconv.Atoi(acct.Gid)
+	for _, d := range []string{home, home + "/Maildir", home + "/Maildir/new", home + "/Maildir/cur", home + "/Maildir/tmp"} {
+		os.Mkdir(d, 0o700)
+		os.Chown(d, uid, gid)
+	}
+	root := localInstance(t, nil)
+	u := startUnit(t, root, "/dev/null", nil)
+	r := runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "-f", "a@example.org", name + "-ext@mx.example.com"},
+		env: []string{"QMAILHOME=" + root}, stdin: "Subject: to a system user\n\nhi\n"})
+	if r.code != 0 {
+		u.term(t)
+		t.Fatalf("sendmail: %d %s", r.code, r.stderr)
+	}
+	// quailtest-ext: the account quailtest with extension ext, and no
+	// .qmail-ext file: qmail-local bounces it. Then the bare name lands.
+	r = runPath(t, filepath.Join(root, "bin", "sendmail"), proc{args: []string{"sendmail", "-f", "a@example.org", name + "@mx.example.com"},
+		env: []string{"QMAILHOME=" + root}, stdin: "Subject: to a system user\n\nhi\n"})
+	if r.code != 0 {
+		u.term(t)
+		t.Fatalf("sendmail: %d %s", r.code, r.stderr)
+	}
+	files := waitMaildir(t, filepath.Join(home, "Maildir"), 1, u)
+	time.Sleep(200 * time.Millisecond)
+	u.term(t)
+	var st syscall.Stat_t
+	syscall.Stat(files[0], &st)
+	b, _ := os.ReadFile(files[0])
+	if int(st.Uid) != uid || !strings.Contains(string(b), "Delivered-To: "+name+"@mx.example.com\n") {
+		t.Errorf("delivered as uid %d (want %d):\n%s", st.Uid, uid, b)
+	}
+	if len(files) != 1 {
+		t.Errorf("%d messages for the system user, want 1 (the -ext one has no .qmail-ext)", len(files))
+	}
+	if !strings.Contains(u.log.String(), "failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/") {
+		t.Errorf("quailtest-ext was not refused:\n%s", u.log)
+	}
 }
