@@ -72,6 +72,10 @@ func (e *Error) ExitCode() int {
 func temp(text string) *Error { return &Error{text: text} }
 func perm(text string) *Error { return &Error{text: text, perm: true} }
 
+// Failure is a delivery failure worded by the caller (qmail-local's other
+// texts), permanent or temporary.
+func Failure(text string, permanent bool) *Error { return &Error{text: text, perm: permanent} }
+
 // Failures with qmail's texts. Compare with errors.Is.
 var (
 	ErrHomeWritable    = temp("Uh-oh: home directory is writable. (#4.7.0)")
@@ -96,7 +100,9 @@ var (
 
 // sysText is the system's words for err, without the operation and path
 // that Go's errors carry.
-func sysText(err error) string {
+// SysText is the system error behind err, as qmail words it in reports
+// (the errno text, without the path).
+func SysText(err error) string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		return errno.Error()

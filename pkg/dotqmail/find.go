@@ -73,7 +73,7 @@ const patrn = 0o002
 func CheckHome(fsys FS, home string) error {
 	fi, err := fsys.Stat(home)
 	if err != nil {
-		return &Error{text: "Unable to stat home directory: " + sysText(err) + ". (#4.3.0)", err: err}
+		return &Error{text: "Unable to stat home directory: " + SysText(err) + ". (#4.3.0)", err: err}
 	}
 	if fi.Mode().Perm()&patrn != 0 {
 		return ErrHomeWritable
@@ -190,7 +190,7 @@ func open(fsys FS, home, name string) (Choice, bool, error) {
 	}
 	content, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return Choice{}, false, &Error{text: "Unable to read " + name + ": " + sysText(err) + ". (#4.3.0)", err: err}
+		return Choice{}, false, &Error{text: "Unable to read " + name + ": " + SysText(err) + ". (#4.3.0)", err: err}
 	}
 	if len(content) > MaxSize {
 		return Choice{}, false, ErrTooLarge
@@ -199,7 +199,7 @@ func open(fsys FS, home, name string) (Choice, bool, error) {
 }
 
 func openError(name string, err error) error {
-	return &Error{text: "Unable to open " + name + ": " + sysText(err) + ". (#4.3.0)", err: err}
+	return &Error{text: "Unable to open " + name + ": " + SysText(err) + ". (#4.3.0)", err: err}
 }
 
 // absent reports whether err means there is no such file. qmail passes

@@ -40,7 +40,7 @@ func looping(r io.Reader, dtline string, bufSize int, maxHeader int64) (bool, er
 		case err == io.EOF:
 			return false, nil
 		case err != nil:
-			return false, &Error{text: "Unable to read message: " + sysText(err) + ". (#4.3.0)", err: err}
+			return false, &Error{text: "Unable to read message: " + SysText(err) + ". (#4.3.0)", err: err}
 		case long:
 			continue
 		case len(line) <= 1:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/quail-mta/quail/pkg/dotqmail"
 	"github.com/quail-mta/quail/pkg/qq"
 	"github.com/quail-mta/quail/queue"
 )
@@ -41,7 +42,7 @@ func (d *delivery) forward(targets []string) (qp int, err error) {
 func forwardFailure(err error) error {
 	var qe *qq.Error
 	if errors.As(err, &qe) {
-		return &failure{text: "Unable to forward message: " + qe.Text + ".", perm: qe.Permanent}
+		return dotqmail.Failure("Unable to forward message: "+qe.Text+".", qe.Permanent)
 	}
 	return tempFailure("Unable to forward message: " + err.Error() + ".")
 }

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -198,7 +197,7 @@ func (d *delivery) checkHome() error {
 		err = syscall.ENOTDIR
 	}
 	if err != nil {
-		return &failure{text: "Unable to switch to " + d.req.Home + ": " + sysText(err) + ". (#4.3.0)"}
+		return dotqmail.Failure("Unable to switch to "+d.req.Home+": "+dotqmail.SysText(err)+". (#4.3.0)", false)
 	}
 	err = dotqmail.CheckHome(dotqmail.OSFS{}, d.req.Home)
 	if d.req.DryRun && errors.Is(err, dotqmail.ErrHomeSticky) {
@@ -314,7 +313,7 @@ func (d *delivery) readFailure(err error) error {
 	if d.ctx.Err() != nil {
 		return interrupted(d.ctx)
 	}
-	return &failure{text: "Unable to read message: " + sysText(err) + ". (#4.3.0)"}
+	return dotqmail.Failure("Unable to read message: "+dotqmail.SysText(err)+". (#4.3.0)", false)
 }
 
 // programEnv is the environment of delivery programs: the inherited one,
@@ -331,32 +330,13 @@ func programEnv(inherited, own []string, hasDefault bool) []string {
 	return append(env, own...)
 }
 
-// failure is a reason to stop, worded as qmail-local words it. An empty
-// text prints nothing: a program's own output is its report.
-type failure struct {
-	text string
-	perm bool
-}
-
-func (f *failure) Error() string { return f.text }
-
-// Temporary reports whether the delivery should be tried again later.
-func (f *failure) Temporary() bool { return !f.perm }
-
-// ExitCode is qmail-local's exit status: 100 permanent, 111 temporary.
-func (f *failure) ExitCode() int {
-	if f.perm {
-		return exitcode.Permanent
-	}
-	return exitcode.Temporary
-}
-
-func tempFailure(text string) *failure { return &failure{text: text} }
+// tempFailure is a temporary failure with qmail-local's wording.
+func tempFailure(text string) *dotqmail.Error { return dotqmail.Failure(text, false) }
 
 // errEmptyForward refuses a forward line with no address (a lone "&"),
 // which qmail would have queued to the empty address. It is permanent,
 // and found before anything is delivered.
-var errEmptyForward = &failure{text: "Sorry, .qmail file has a forward line without an address. (#5.1.3)", perm: true}
+var errEmptyForward = dotqmail.Failure("Sorry, .qmail file has a forward line without an address. (#5.1.3)", true)
 
 // interrupted is the report of a delivery stopped by its context.
 func interrupted(ctx context.Context) error {
@@ -365,18 +345,4 @@ func interrupted(ctx context.Context) error {
 		cause = context.Canceled
 	}
 	return tempFailure("Delivery interrupted: " + cause.Error() + ". (#4.3.0)")
-}
-
-// sysText is the system's words for err, without the operation and path
-// Go's errors carry: "permission denied".
-func sysText(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }

@@ -26,7 +26,7 @@ var errSlowLock = tempFailure("File has been locked for 30 seconds straight. (#4
 func (d *delivery) mbox(arg string) error {
 	f, err := os.OpenFile(d.path(arg), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
-		return tempFailure("Unable to open " + arg + ": " + sysText(err) + ". (#4.2.1)")
+		return tempFailure("Unable to open " + arg + ": " + dotqmail.SysText(err) + ". (#4.2.1)")
 	}
 	defer f.Close()
 	locked, err := lockExclusive(d.ctx, f, d.opt.lockWait)
@@ -70,7 +70,7 @@ func (d *delivery) mbox(arg string) error {
 }
 
 func writeFailure(arg string, err error) error {
-	return tempFailure("Unable to write " + arg + ": " + sysText(err) + ". (#4.3.0)")
+	return tempFailure("Unable to write " + arg + ": " + dotqmail.SysText(err) + ". (#4.3.0)")
 }
 
 // quoteFrom copies the message in r to w line by line, writing '>' before

@@ -33,7 +33,7 @@ func (d *delivery) program(command string) (dotqmail.Outcome, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		stdin.Close()
-		return dotqmail.Temporary, tempFailure("Unable to fork: " + sysText(err) + ". (#4.3.0)")
+		return dotqmail.Temporary, tempFailure("Unable to fork: " + dotqmail.SysText(err) + ". (#4.3.0)")
 	}
 	defer outR.Close()
 
@@ -51,7 +51,7 @@ func (d *delivery) program(command string) (dotqmail.Outcome, error) {
 		if d.ctx.Err() != nil {
 			return dotqmail.Temporary, interrupted(d.ctx)
 		}
-		return dotqmail.Temporary, tempFailure("Unable to run /bin/sh: " + sysText(err) + ". (#4.3.0)")
+		return dotqmail.Temporary, tempFailure("Unable to run /bin/sh: " + dotqmail.SysText(err) + ". (#4.3.0)")
 	}
 
 	copied := make(chan struct{})
@@ -80,7 +80,7 @@ func (d *delivery) program(command string) (dotqmail.Outcome, error) {
 	}
 	outcome := dotqmail.ProgramResult(ws.ExitStatus(), ws.Signaled())
 	if outcome.Failed() {
-		return outcome, &failure{text: outcome.Text(), perm: outcome == dotqmail.Permanent}
+		return outcome, dotqmail.Failure(outcome.Text(), outcome == dotqmail.Permanent)
 	}
 	return outcome, nil
 }
@@ -116,7 +116,7 @@ func (d *delivery) programStdin() (*os.File, func(), error) {
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, nil, tempFailure("Unable to fork: " + sysText(err) + ". (#4.3.0)")
+		return nil, nil, tempFailure("Unable to fork: " + dotqmail.SysText(err) + ". (#4.3.0)")
 	}
 	fed := make(chan struct{})
 	go func() {
