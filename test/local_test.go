@@ -40,7 +40,7 @@ func localInstance(t *testing.T, cred *syscall.Credential) string {
 	if cred != nil {
 		os.Chown(alias, int(cred.Uid), int(cred.Gid))
 	}
-	for _, name := range []string{"qmail-start", "qmail-send", "qmail-clean", "qmail-queue", "qmail-lspawn", "qmail-rspawn", "qmail-local", "sendmail"} {
+	for _, name := range []string{"qmail-start", "qmail-send", "qmail-clean", "qmail-queue", "qmail-lspawn", "qmail-rspawn", "qmail-local", "qmail-remote", "sendmail"} {
 		copyFile(t, filepath.Join(testutil.Bin(t), name), filepath.Join(root, "bin", name), cred)
 	}
 	if cred == nil && os.Geteuid() == 0 {

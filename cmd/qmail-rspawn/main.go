@@ -1,27 +1,24 @@
-// Command qmail-rspawn speaks qmail's spawn protocol with qmail-send.
-//
-// Remote delivery is not built yet (issue 5). Until it is, this is the
-// smallest honest spawner: it defers every delivery with a report that
-// says so, and the message stays queued and is retried on qmail's
-// schedule; nothing is lost, nothing is pretended.
+// Command qmail-rspawn makes remote deliveries for qmail-send (spawn
+// protocol on stdin/stdout), by SMTP, in its own process. See
+// docs/qmail-lspawn.8.md.
 package main
 
 import (
+	"fmt"
 	"os"
 
+	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
-	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/pkg/rspawn"
 )
-
-const report = "ZRemote delivery is not available in this quail build yet; the message stays queued. (#4.3.0)\n"
 
 func main() {
 	if len(os.Args) > 1 && (os.Args[1] == "--help" || os.Args[1] == "-h") {
 		os.Stderr.WriteString("usage: qmail-rspawn (started by qmail-start; spawn protocol on stdin/stdout)\n")
-		os.Exit(0)
+		os.Exit(exitcode.OK)
 	}
-	err := spawn.Serve(os.Stdin, os.Stdout, spawn.Limit, func(spawn.Command) string { return report })
-	if err != nil {
+	if err := rspawn.Run(control.Home(), os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "qmail-rspawn: %v\n", err)
 		os.Exit(exitcode.Temporary)
 	}
 }
