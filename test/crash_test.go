@@ -64,21 +64,39 @@ func copyFile(t *testing.T, from, to string, cred *syscall.Credential) {
 // unit is a running qmail-start.
 type unit struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
+}
+
+// syncBuffer is a log that tests may read while qmail-start writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startUnit(t *testing.T, root, record string, cred *syscall.Credential) *unit {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(root, "bin", "qmail-start"), "./Maildir/")
 	cmd.Env = []string{"QMAILHOME=" + root, "RECORD=" + record, "PATH=/usr/bin:/bin"}
-	var log bytes.Buffer
-	cmd.Stdout = &log
-	cmd.Stderr = &log
+	log := &syncBuffer{}
+	cmd.Stdout = log
+	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return &unit{cmd: cmd, log: &log}
+	return &unit{cmd: cmd, log: log}
 }
 
 // kill9 kills the whole unit at once, as a crash would.
