@@ -4,7 +4,6 @@ package test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -64,32 +63,14 @@ func copyFile(t *testing.T, from, to string, cred *syscall.Credential) {
 // unit is a running qmail-start.
 type unit struct {
 	cmd *exec.Cmd
-	log *syncBuffer
-}
-
-// syncBuffer is a log that tests may read while qmail-start writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log *testutil.SyncBuffer
 }
 
 func startUnit(t *testing.T, root, record string, cred *syscall.Credential) *unit {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(root, "bin", "qmail-start"), "./Maildir/")
 	cmd.Env = []string{"QMAILHOME=" + root, "RECORD=" + record, "PATH=/usr/bin:/bin"}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}

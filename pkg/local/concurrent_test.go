@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 // TestConcurrent: 50 deliveries at once from one process into one
@@ -32,7 +34,7 @@ func TestConcurrent(t *testing.T) {
 	for i := range n {
 		f := message(t, msgs[i])
 		wg.Go(func() {
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			code := Deliver(context.Background(), request(home), f, &out)
 			results[i] = fmt.Sprint(code, " ", out.String())
 		})
@@ -94,7 +96,7 @@ func TestConcurrentSharedFile(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			code := deliver(context.Background(), request(home), f, &out, options{lockWait: LockWait, noReopen: i%2 == 1})
 			if got := strings.Fields(out.String()); code != 0 || len(got) != 4 || got[0] != wantSum[0] || got[1] != wantSum[1] {
 				t.Errorf("delivery %d: exit %d, report %q; want cksum %v", i, code, out.String(), wantSum)
@@ -126,7 +128,7 @@ func TestLargeMessage(t *testing.T) {
 		for _, p := range []string{"Mailbox", "stdin.out"} {
 			os.Remove(filepath.Join(home, p))
 		}
-		var out syncBuffer
+		var out testutil.SyncBuffer
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)

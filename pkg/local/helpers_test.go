@@ -1,16 +1,15 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/quail-mta/quail/pkg/maildir"
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 // The recipient most tests deliver to: joe@example.test, no extension.
@@ -85,7 +84,7 @@ func runOpt(t testing.TB, ctx context.Context, req Request, msg string, opt opti
 	if !req.DryRun || msg != "" {
 		f = message(t, msg)
 	}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	code := deliver(ctx, req, f, &out, opt)
 	return code, out.String()
 }
@@ -153,22 +152,4 @@ func quoted(msg string) string {
 		b.WriteString(line)
 	}
 	return b.String() + "\n"
-}
-
-// syncBuffer is a bytes.Buffer safe for the program-output goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/quail-mta/quail/pkg/maildir"
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 func TestMaildir(t *testing.T) {
@@ -53,7 +54,7 @@ func TestMessageOffset(t *testing.T) {
 	if _, err := f.Seek(7, io.SeekStart); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	code := Deliver(context.Background(), request(home), f, &out)
 	expect(t, code, out.String(), 0, "did 2+0+1\n")
 	if got := maildirMessages(t, filepath.Join(home, "Maildir")); len(got) != 1 || got[0] != rpline+dtline+sampleMsg {
@@ -279,7 +280,7 @@ func TestMaildirErrors(t *testing.T) {
 	}
 	defer dir.Close()
 	writeQmail(t, home, ".qmail", "./Maildir/\n")
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	code := Deliver(context.Background(), request(home), dir, &out)
 	expect(t, code, out.String(), 111, "Unable to read message: is a directory. (#4.3.0)\n")
 }
@@ -412,7 +413,7 @@ func TestDryRun(t *testing.T) {
 	writeQmail(t, home, ".qmail-list", "# a list\n./Maildir/\n/var/mail/joe\n|echo hi >> delivered\n&a@example.com\nc@example.com\n+list\n&d@example.com\n")
 	req := request(home)
 	req.Dash, req.Ext, req.Local, req.DryRun = "-", "list", "joe-list", true
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	code := Deliver(context.Background(), req, nil, &out) // -n reads no message
 	expect(t, code, out.String(), 0, "maildir ./Maildir/\nmbox /var/mail/joe\nprogram echo hi >> delivered\nforward a@example.com\nforward c@example.com\nforward d@example.com\ndid 2+3+1\n")
 	if got := maildirMessages(t, filepath.Join(home, "Maildir")); len(got) != 0 {

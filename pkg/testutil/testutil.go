@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,4 +99,23 @@ func RemoveBin() {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+}
+
+// SyncBuffer is a buffer a test may read while another goroutine (a
+// child process's output copier) writes it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
