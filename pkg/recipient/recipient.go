@@ -179,3 +179,25 @@ func currentUser() string {
 	}
 	return fmt.Sprint(os.Getuid())
 }
+
+// Exists reports whether local delivery would take mail for local rather
+// than bounce it as "no mailbox": Resolve, then, for an address with an
+// extension, the .qmail file search qmail-local makes. qmail-smtpd's
+// recipient check is this function, so the SMTP server never accepts what
+// delivery would bounce. A home the caller may not search (qmail-smtpd
+// runs as qmaild; a system account's home may be private) counts as
+// existing: there only delivery can decide.
+func (r *Resolver) Exists(local string) (bool, error) {
+	t, err := r.Resolve(local)
+	if errors.Is(err, ErrNoMailbox) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if t.Dash == "" {
+		return true, nil
+	}
+	_, err = dotqmail.Search(dotqmail.OSFS{}, t.Home, t.Dash, t.Ext)
+	return !errors.Is(err, ErrNoMailbox), nil
+}

@@ -1,0 +1,13 @@
+// Command qmail-smtpd serves one SMTP session on fd 0 and 1. See
+// docs/qmail-smtpd.8.md.
+package main
+
+import (
+	"os"
+
+	"github.com/quail-mta/quail/pkg/smtpd"
+)
+
+func main() {
+	os.Exit(smtpd.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

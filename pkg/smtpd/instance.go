@@ -1,0 +1,438 @@
+package smtpd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/quail-mta/quail/pkg/cdb"
+	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/popgrant"
+	"github.com/quail-mta/quail/pkg/privsep"
+	"github.com/quail-mta/quail/pkg/qq"
+	"github.com/quail-mta/quail/pkg/recipient"
+	"github.com/quail-mta/quail/pkg/routing"
+	"github.com/quail-mta/quail/pkg/users"
+)
+
+const usage = `usage: qmail-smtpd [--submission | --smtps] [--checkpassword PROG] [CHECKPROG SUBPROG...]
+
+One SMTP session on fd 0 and 1, as started by tcpserver, qmail-tcpserver
+or inetd. The instance is $QMAILHOME (default /var/qmail). See
+docs/qmail-smtpd.8.md.
+`
+
+// Main is qmail-smtpd: it reads the instance's control files, then serves
+// the connection on stdin and stdout. It returns the exit status.
+func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
+	flags := pflag.NewFlagSet("qmail-smtpd", pflag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	submission := flags.Bool("submission", false, "port 587: AUTH required before MAIL; RELAYCLIENT and POP-before-SMTP grant nothing")
+	smtps := flags.Bool("smtps", false, "port 465: submission over implicit TLS")
+	checker := flags.String("checkpassword", "", "checkpassword program for AUTH (default: bin/checkpassword)")
+	help := flags.BoolP("help", "h", false, "show this help")
+	flags.SetInterspersed(false)
+	if err := flags.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "qmail-smtpd: %v\n%s", err, usage)
+		return 2
+	}
+	if *help {
+		fmt.Fprint(stderr, usage+"\n"+flags.FlagUsages())
+		return 0
+	}
+	root := control.Home()
+	cfg, err := loadConfig(root, flags.Args(), *checker)
+	if err != nil {
+		// qmail's reply when it cannot read its controls, then the cause
+		// for the admin in the log.
+		stdout.WriteString("421 unable to read controls (#4.3.0)\r\n")
+		fmt.Fprintf(stderr, "qmail-smtpd: %v\n", err)
+		return 1
+	}
+	switch {
+	case *submission && *smtps:
+		fmt.Fprintf(stderr, "qmail-smtpd: --submission and --smtps exclude each other\n")
+		return 2
+	case *submission:
+		cfg.Mode = Submission
+	case *smtps:
+		cfg.Mode = SMTPS
+	default:
+		if _, ok := os.LookupEnv("SMTPS"); ok {
+			cfg.Mode = SMTPS // the TLS patch's convention for port 465
+		}
+	}
+	if cfg.Mode == SMTPS && cfg.TLS == nil {
+		fmt.Fprintf(stderr, "qmail-smtpd: SMTPS needs control/servercert.pem (certificate and key); run qmailctl cert\n")
+		return 1
+	}
+	conn, err := stdioConn(stdin, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "qmail-smtpd: %v\n", err)
+		return 1
+	}
+	cfg.connInfo(conn)
+	if cfg.Mode == MX {
+		if window, err := popgrant.Window(control.New(root)); err != nil {
+			fmt.Fprintf(stderr, "qmail-smtpd: %v\n", err)
+		} else if window > 0 && cfg.RemoteIP != "" {
+			ip := cfg.RemoteIP
+			cfg.PopGrant = func() (bool, error) { return popgrant.Allowed(root, ip, window, time.Now()) }
+		}
+	}
+	cfg.Log = stderr
+	if err := Serve(conn, cfg); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		fmt.Fprintf(stderr, "qmail-smtpd: pid=%d remote=%s event=end err=%q\n", pid, orUnknown(cfg.RemoteIP), err.Error())
+		return 1
+	}
+	return 0
+}
+
+// loadConfig reads what a session needs from the instance's control
+// files (reference §3.1).
+func loadConfig(root string, checkArgs []string, checker string) (Config, error) {
+	ctl := control.New(root)
+	var cfg Config
+	me, ok, err := ctl.Value("me")
+	if err != nil {
+		return cfg, err
+	}
+	greeting, gok, err := ctl.Value("smtpgreeting")
+	if err != nil {
+		return cfg, err
+	}
+	if !gok {
+		if !ok {
+			return cfg, errors.New("neither control/smtpgreeting nor control/me exists")
+		}
+		greeting = me
+	}
+	cfg.Greeting, cfg.Hostname = greeting, me
+	if cfg.LocalIPHost, err = ctl.String("localiphost"); err != nil {
+		return cfg, err
+	}
+	t, err := ctl.Int("timeoutsmtpd")
+	if err != nil {
+		return cfg, err
+	}
+	if t <= 0 {
+		t = 1
+	}
+	cfg.Timeout = time.Duration(t) * time.Second
+	if cfg.DataBytes, err = ctl.Int("databytes"); err != nil {
+		return cfg, err
+	}
+	if v, ok := os.LookupEnv("DATABYTES"); ok && control.EnvTrusted() {
+		if cfg.DataBytes, err = control.ParseInt(v); err != nil {
+			return cfg, fmt.Errorf("$DATABYTES: %v", err)
+		}
+	}
+	maxRcpt, err := ctl.IntOr("maxrcpt", DefaultMaxRcpt)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.MaxRcpt = int(maxRcpt)
+	hosts, err := rcptHosts(ctl)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.RcptHost = hosts
+	bad, err := ctl.List("badmailfrom")
+	if err != nil {
+		return cfg, err
+	}
+	cfg.BadMailFrom = badMailFrom(bad)
+	plain, err := ctl.IntOr("authplaintext", 0)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.AuthPlaintext = plain != 0
+	if cfg.TLS, err = serverTLS(ctl.Path("servercert.pem")); err != nil {
+		return cfg, err
+	}
+	cfg.RelayClient, cfg.HasRelayClient = os.LookupEnv("RELAYCLIENT")
+	cfg.Auth = authenticator(root, checkArgs, checker)
+	lookup := &lazyLookup{root: root, ctl: ctl}
+	cfg.Recipient = lookup.recipient
+	cfg.SenderAllowed = lookup.senderAllowed
+	cfg.Queue = func() (Injector, error) { return qq.Start(root) }
+	return cfg, nil
+}
+
+// authenticator is the checkpassword program AUTH runs: the arguments
+// given as in qmail's AUTH patches (CHECKPROG SUBPROG...), else
+// --checkpassword, else the instance's own bin/checkpassword; each run
+// with "true" as its subprogram when none is given.
+func authenticator(root string, args []string, checker string) Authenticator {
+	if len(args) > 0 {
+		return Checkpassword{Args: withSubprogram(args)}
+	}
+	if checker == "" {
+		checker = filepath.Join(root, "bin", "checkpassword")
+		if _, err := os.Stat(checker); err != nil {
+			return nil
+		}
+	}
+	return Checkpassword{Args: withSubprogram([]string{checker})}
+}
+
+func withSubprogram(args []string) []string {
+	if len(args) > 1 {
+		return args
+	}
+	return []string{args[0], trueProgram()}
+}
+
+func trueProgram() string {
+	for _, p := range []string{"/bin/true", "/usr/bin/true"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "true"
+}
+
+// serverTLS loads control/servercert.pem, the certificate chain and its
+// private key in one file (the convention of qmail's TLS patch). No file,
+// no STARTTLS.
+func serverTLS(path string) (*tls.Config, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(path, path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v (it must hold the certificate and its private key)", path, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// rcptHosts is qmail's rcpthosts test: the domain, lower-cased, and each
+// of its suffixes that starts with a dot, in control/rcpthosts, then the
+// same keys in control/morercpthosts.cdb.
+func rcptHosts(ctl control.Dir) (func(string) (bool, error), error) {
+	list, err := ctl.List("rcpthosts")
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(list))
+	for _, h := range list {
+		set[strings.ToLower(h)] = true
+	}
+	more := ctl.Path("morercpthosts.cdb")
+	return func(domain string) (bool, error) {
+		domain = strings.ToLower(domain)
+		keys := []string{domain}
+		for i := 0; i < len(domain); i++ {
+			if domain[i] == '.' {
+				keys = append(keys, domain[i:])
+			}
+		}
+		for _, k := range keys {
+			if set[k] {
+				return true, nil
+			}
+		}
+		db, err := cdb.Open(more)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", more, err)
+		}
+		defer db.Close()
+		for _, k := range keys {
+			if _, ok, err := db.Get([]byte(k)); err != nil {
+				return false, fmt.Errorf("%s: %w", more, err)
+			} else if ok {
+				return true, nil
+			}
+		}
+		return false, nil
+	}, nil
+}
+
+// badMailFrom matches a sender against badmailfrom's lines: the whole
+// address, or "@domain" for the domain part (case-insensitively).
+func badMailFrom(lines []string) func(string) bool {
+	set := make(map[string]bool, len(lines))
+	for _, l := range lines {
+		set[strings.ToLower(l)] = true
+	}
+	return func(addr string) bool {
+		addr = strings.ToLower(addr)
+		if set[addr] {
+			return true
+		}
+		if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+			return set[addr[at:]]
+		}
+		return false
+	}
+}
+
+// lazyLookup loads the routing tables on first use, so a session that
+// never reaches RCPT reads nothing more.
+type lazyLookup struct {
+	root     string
+	ctl      control.Dir
+	table    *routing.Table
+	resolver *recipient.Resolver
+	err      error
+}
+
+func (l *lazyLookup) load() error {
+	if l.table != nil || l.err != nil {
+		return l.err
+	}
+	l.table, l.err = routing.Load(l.ctl)
+	if l.err != nil {
+		return l.err
+	}
+	l.resolver = &recipient.Resolver{Root: l.root, Passwd: users.System{},
+		Owner: recipient.VirtualOwner, SingleUser: singleUser(l.root)}
+	return nil
+}
+
+// singleUser reports whether the delivery side runs in single-user mode,
+// as qmail-lspawn decides it: the instance is not a root install. The
+// session itself runs as qmaild in a root install, so it asks the queue's
+// owner rather than its own uid.
+func singleUser(root string) bool {
+	if privsep.Root() {
+		return false
+	}
+	st, err := os.Stat(filepath.Join(root, "queue"))
+	if err != nil {
+		return true
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return !ok || int(sys.Uid) == os.Geteuid()
+}
+
+// recipient is the RCPT check for an address in one of our domains: it
+// routes the address as qmail-send will and, for local delivery, asks
+// local delivery's own lookup whether the mailbox exists.
+func (l *lazyLookup) recipient(addr string) (RecipientError, error) {
+	if err := l.load(); err != nil {
+		return RecipientOK, err
+	}
+	channel, routed := l.table.Route(addr)
+	if channel == routing.Remote {
+		// A domain we accept but deliver elsewhere (a backup MX). The
+		// percent hack must not turn it into an open relay.
+		if !strings.EqualFold(routed, addr) {
+			return Relay, nil
+		}
+		return RecipientOK, nil
+	}
+	local, _ := splitAddr(routed)
+	ok, err := l.resolver.Exists(local)
+	if err != nil {
+		return RecipientOK, err
+	}
+	if !ok {
+		return NoMailbox, nil
+	}
+	return RecipientOK, nil
+}
+
+// senderAllowed lets an authenticated user send as the addresses of their
+// own contract: domains that route to the same hosted domain as theirs
+// (the domain itself and its aliases in virtualdomains).
+func (l *lazyLookup) senderAllowed(user, sender string) (bool, error) {
+	if err := l.load(); err != nil {
+		return false, err
+	}
+	if !strings.Contains(user, "@") {
+		if i := strings.LastIndexByte(user, '%'); i >= 0 {
+			user = user[:i] + "@" + user[i+1:]
+		}
+	}
+	_, ud := splitAddr(user)
+	_, sd := splitAddr(sender)
+	if ud == "" || sd == "" {
+		return false, nil
+	}
+	if strings.EqualFold(ud, sd) {
+		return true, nil
+	}
+	// Both route to the same hosted domain's prefix: "x@alias.example"
+	// and "x@example" both become "example-x".
+	uc, ur := l.table.Route("x@" + ud)
+	sc, sr := l.table.Route("x@" + sd)
+	ul, _ := splitAddr(ur)
+	sl, _ := splitAddr(sr)
+	return uc == routing.Local && sc == routing.Local && ul == sl && ul != "x", nil
+}
+
+// stdioConn is the connection on fd 0 and 1: the socket itself when fd 0
+// is one (tcpserver and inetd give the same socket on both), else the two
+// descriptors joined.
+func stdioConn(in, out *os.File) (net.Conn, error) {
+	if c, err := net.FileConn(in); err == nil {
+		return c, nil
+	}
+	return pipeConn{in, out}, nil
+}
+
+// pipeConn is a connection over two files that are not a socket, as in
+// tests and under inetd-like launchers with pipes.
+type pipeConn struct{ r, w *os.File }
+
+func (c pipeConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c pipeConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c pipeConn) Close() error {
+	c.w.Close()
+	return c.r.Close()
+}
+func (c pipeConn) LocalAddr() net.Addr  { return pipeAddr{} }
+func (c pipeConn) RemoteAddr() net.Addr { return pipeAddr{} }
+func (c pipeConn) SetDeadline(t time.Time) error {
+	c.r.SetReadDeadline(t)
+	return c.w.SetWriteDeadline(t)
+}
+func (c pipeConn) SetReadDeadline(t time.Time) error  { return c.r.SetReadDeadline(t) }
+func (c pipeConn) SetWriteDeadline(t time.Time) error { return c.w.SetWriteDeadline(t) }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "" }
+
+// connInfo fills in who is talking: tcpserver's variables when set,
+// else what the socket says (inetd sets none).
+func (cfg *Config) connInfo(conn net.Conn) {
+	cfg.RemoteIP = os.Getenv("TCPREMOTEIP")
+	cfg.RemoteHost = os.Getenv("TCPREMOTEHOST")
+	cfg.RemoteInfo = os.Getenv("TCPREMOTEINFO")
+	cfg.LocalIP = os.Getenv("TCPLOCALIP")
+	cfg.LocalHost = os.Getenv("TCPLOCALHOST")
+	if cfg.RemoteIP == "" {
+		cfg.RemoteIP = addrIP(conn.RemoteAddr())
+	}
+	if cfg.LocalIP == "" {
+		cfg.LocalIP = addrIP(conn.LocalAddr())
+	}
+}
+
+func addrIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return ""
+	}
+	return ap.Addr().Unmap().String()
+}
