@@ -40,11 +40,11 @@ type dataResult struct {
 func readData(r *bufio.Reader, w io.Writer, limit int64) (dataResult, error) {
 	var (
 		res      dataResult
-		start    = true  // at the start of a line
-		header   = true  // still in the header
-		lineLen  int     // octets of the current line so far
-		carryCR  bool    // the previous chunk ended in a CR held back
-		out      = w     // nil once writing stopped
+		start    = true // at the start of a line
+		header   = true // still in the header
+		lineLen  int    // octets of the current line so far
+		carryCR  bool   // the previous chunk ended in a CR held back
+		out      = w    // nil once writing stopped
 		nl       = []byte{'\n'}
 		cr       = []byte{'\r'}
 		hopWords = [...][]byte{[]byte("received"), []byte("delivered")}

@@ -234,8 +234,8 @@ func runSteps(t *testing.T, cfg Config, steps []step) string {
 }
 
 const (
-	reply552   = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
-	reply553   = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+	reply552    = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
+	reply553    = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
 	replySmtpLF = "451 See https://cr.yp.to/docs/smtplf.html."
 )
 
