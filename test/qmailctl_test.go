@@ -160,7 +160,7 @@ func TestInstanceAsRoot(t *testing.T) {
 		{"control", 0, qgid, fs.ModeDir | 0o755},
 		{"domains/example.test/shadow", 0, 0, 0o600},
 		{"domains/example.test/passwd", 0, 0, 0o644},
-		{"domains/example.test/joe", vuid, vgid, fs.ModeDir | 0o700},
+		{"domains/example.test/joe", vuid, vgid, fs.ModeDir | 0o711},
 		{"domains/example.test/joe/Maildir/new", vuid, vgid, fs.ModeDir | 0o700},
 	} {
 		st, err := os.Stat(filepath.Join(root, tc.path))

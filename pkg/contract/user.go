@@ -262,14 +262,21 @@ func (s *Store) updateShadow(domain string, change func([]Credential) []Credenti
 }
 
 // makeMaildir creates dir and dir/Maildir/{cur,new,tmp}, owned by the
-// virtual mailbox owner in a root install.
+// virtual mailbox owner in a root install. The mailbox's home is 0711:
+// qmail-smtpd (qmaild) may look up a .qmail-EXT file by name to tell
+// whether joe-EXT exists, as delivery will, but list nothing; the Maildir
+// is the owner's alone.
 func makeMaildir(dir string, owner privsep.IDs) error {
 	paths := []string{dir, filepath.Join(dir, "Maildir")}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		paths = append(paths, filepath.Join(dir, "Maildir", sub))
 	}
-	for _, p := range paths {
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	for i, p := range paths {
+		perm := os.FileMode(0o700)
+		if i == 0 {
+			perm = 0o711
+		}
+		if err := os.Mkdir(p, perm); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 		if privsep.Root() {
