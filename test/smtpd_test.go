@@ -217,7 +217,7 @@ func TestSMTPDRecipients(t *testing.T) {
 	for _, tt := range []struct{ rcpt, want string }{
 		{"joe@example.test", "250 ok"},
 		{"JOE@Example.TEST", "250 ok"},
-		{"sales@example.test", "250 ok"},       // the domain's .qmail-sales alias
+		{"sales@example.test", "250 ok"},        // the domain's .qmail-sales alias
 		{"postmaster@mx.example.com", "250 ok"}, // locals: the alias user
 		{"postmaster", "250 ok"},
 		{"nosuchuser@example.test", "550 sorry, no mailbox here by that name (#5.1.1)"},
@@ -424,7 +424,7 @@ s.quit()
 	}
 }
 
-func TestSMTPDClientsUnderTcpserver(t *testing.T)     { testSMTPDClients(t, "tcpserver", nil) }
+func TestSMTPDClientsUnderTcpserver(t *testing.T)      { testSMTPDClients(t, "tcpserver", nil) }
 func TestSMTPDClientsUnderQmailTcpserver(t *testing.T) { testSMTPDClients(t, "qmail-tcpserver", nil) }
 
 func TestSMTPDClientsAsOrdinaryUser(t *testing.T) {
@@ -531,4 +531,3 @@ func TestSMTPDAuthFailsClosed(t *testing.T) {
 		c.cmd("MAIL FROM:<joe@example.test>", "530 5.7.0")
 	}
 }
-
