@@ -92,7 +92,7 @@ func BenchmarkExecHello(b *testing.B) {
 // BenchmarkExecHello.
 func BenchmarkExecStartup(b *testing.B) {
 	bin := testutil.Bin(b)
-	for _, prog := range []string{"qmail-queue", "sendmail", "qmail-inject"} {
+	for _, prog := range []string{"qmail-queue", "sendmail", "qmail-inject", "qmail-smtpd"} {
 		if _, err := os.Stat(filepath.Join(bin, prog)); err != nil {
 			continue
 		}
