@@ -15,17 +15,23 @@ import (
 
 // Deliver sends the message (size bytes of msg, read twice: once to
 // measure it, once to send it, never held whole in memory) from sender
-// to recipients, trying cfg.Targets in order.
+// to recipients, trying cfg.Targets in order, in one SMTP transaction
+// per target.
 //
-// It moves on to the next target when the current one fails before it
-// answers MAIL: the connection is refused or times out, the greeting is
-// not 220, EHLO and HELO are both refused, the connection dies or a read
-// or write times out before the MAIL reply, or TLS is required and the
-// target does not offer STARTTLS, refuses it, or fails the handshake or
-// certificate check. From the MAIL reply on, the target's answers are
-// final for this attempt. When every target fails, the report is the
-// last failure of a target that answered, or "Sorry, I wasn't able to
-// establish an SMTP connection. (#4.4.1)" when none did.
+// It moves on to the next target when the current one fails before the
+// message could be delivered: the connection is refused or times out
+// (and cfg.TCPTo learns of it), or the address is skipped because
+// cfg.TCPTo says it timed out recently; the greeting is not 220; EHLO
+// and HELO are both refused; MAIL gets a 4xx; the connection dies or a
+// read or write times out before the end of data was sent; or TLS is
+// required and the target does not offer STARTTLS, refuses it, or fails
+// the handshake or certificate check. A target's answer about one
+// recipient (a 4xx or 5xx to its RCPT) stands: the next target is
+// offered only the recipients that have no such answer. A 5xx to MAIL,
+// any reply to DATA or after the message, and a connection that dies
+// after the end of data are final. When every target fails, the message
+// report is the last failure of a target that answered, or "Sorry, I
+// wasn't able to establish an SMTP connection. (#4.4.1)" when none did.
 func Deliver(ctx context.Context, cfg Config, sender string, recipients []string, msg io.ReaderAt, size int64) Result {
 	if bad(sender) {
 		return Result{Message: Report{PermFail, "Sorry, the envelope sender contains a line break or NUL, which SMTP cannot carry. (#5.6.0)\n"}}
@@ -34,27 +40,82 @@ func Deliver(ctx context.Context, cfg Config, sender string, recipients []string
 	if err != nil {
 		return Result{Message: Report{TempFail, TextReadMessage}}
 	}
-	env := envelope{sender: sender, recipients: recipients, msg: msg, size: size, wire: wire, eightBit: eightBit}
+	// kept holds the answers about single recipients that stand whatever
+	// later targets say.
+	kept := make([]*Report, len(recipients))
 	var last *Report
 	for _, t := range cfg.Targets {
 		if ctx.Err() != nil {
 			break
 		}
-		res, next := attempt(ctx, &cfg, t, &env, false)
+		var todo []int
+		for i := range recipients {
+			if kept[i] == nil {
+				todo = append(todo, i)
+			}
+		}
+		if len(todo) == 0 {
+			break
+		}
+		skip, listed := cfg.TCPTo.Skip(t.Addr.Addr())
+		if skip {
+			continue
+		}
+		env := envelope{sender: sender, msg: msg, size: size, wire: wire, eightBit: eightBit}
+		for _, i := range todo {
+			env.recipients = append(env.recipients, recipients[i])
+		}
+		res, next := attempt(ctx, &cfg, t, &env, false, listed)
 		if next == retryPlain {
-			res, next = attempt(ctx, &cfg, t, &env, true)
+			res, next = attempt(ctx, &cfg, t, &env, true, false)
 		}
-		if next == done {
-			return res
-		}
-		if next == nextConnected {
+		switch next {
+		case done:
+			return merge(kept, todo, res)
+		case nextConnected:
+			for k, r := range res.Recipients {
+				if r.Status != Accepted {
+					kept[todo[k]] = &r
+				}
+			}
 			last = &res.Message
 		}
 	}
-	if last != nil {
-		return Result{Message: *last}
+	if last == nil {
+		last = &Report{TempFail, TextNoConnection}
 	}
-	return Result{Message: Report{TempFail, TextNoConnection}}
+	return merge(kept, nil, Result{Message: *last})
+}
+
+// merge puts the reports kept from earlier targets and those of the
+// last attempt (for the recipients todo) back in argument order. A
+// recipient with no report before one that has a report gets the
+// message's verdict with no text of its own, which reads as no report.
+func merge(kept []*Report, todo []int, res Result) Result {
+	all := make([]*Report, len(kept))
+	copy(all, kept)
+	for k, i := range todo {
+		if k < len(res.Recipients) {
+			all[i] = &res.Recipients[k]
+		}
+	}
+	n := len(all)
+	for n > 0 && all[n-1] == nil {
+		n--
+	}
+	out := Result{Message: res.Message}
+	if n == 0 {
+		return out
+	}
+	out.Recipients = make([]Report, n)
+	for i := range n {
+		if all[i] != nil {
+			out.Recipients[i] = *all[i]
+		} else {
+			out.Recipients[i] = Report{Status: res.Message.Status}
+		}
+	}
+	return out
 }
 
 type envelope struct {
@@ -71,7 +132,7 @@ type outcome int
 const (
 	done          outcome = iota // the Result is final
 	nextUnreached                // could not connect: next target
-	nextConnected                // connected but failed before MAIL: next target
+	nextConnected                // connected, nothing delivered: next target, with the recipients not answered for
 	retryPlain                   // opportunistic TLS failed: same target without STARTTLS
 )
 
@@ -84,9 +145,14 @@ type conn struct {
 	ext map[string]string // EHLO keywords (upper case) and their parameters
 }
 
-func attempt(ctx context.Context, cfg *Config, t Target, env *envelope, noTLS bool) (Result, outcome) {
+// attempt makes one connection to t. listed is what cfg.TCPTo said of
+// t's address.
+func attempt(ctx context.Context, cfg *Config, t Target, env *envelope, noTLS, listed bool) (Result, outcome) {
 	d := net.Dialer{Timeout: cfg.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", t.Addr.String())
+	if ctx.Err() == nil {
+		cfg.TCPTo.Record(t.Addr.Addr(), err != nil && isTimeout(err), listed)
+	}
 	if err != nil {
 		return Result{}, nextUnreached
 	}
@@ -236,11 +302,19 @@ func (c *conn) transaction(cfg *Config, env *envelope) (Result, outcome) {
 	}
 	if r.Code >= codeTempFailMin {
 		c.quit()
-		return final(statusOf(r.Code), "Connected to "+c.ip+" but sender was rejected.\n", &r)
+		res, next := final(statusOf(r.Code), "Connected to "+c.ip+" but sender was rejected.\n", &r)
+		if r.Code < codePermFailMin {
+			// A 4xx to MAIL says this server cannot take mail now,
+			// not that the message is unwelcome: ask the next one.
+			next = nextConnected
+		}
+		return res, next
 	}
 
 	// heard is how many leading recipients have their report: a failure
 	// reports only those, as qmail-remote prints reports as it goes.
+	// Until the end of data is sent nothing is delivered, so a dead
+	// connection hands the rest to the next target (early).
 	heard := len(env.recipients)
 	accepted := 0
 	for k, i := range sendable {
@@ -248,12 +322,12 @@ func (c *conn) transaction(cfg *Config, env *envelope) (Result, outcome) {
 		if !pipelining {
 			c.send("RCPT TO:<" + quoteAddr(env.recipients[i]) + ">")
 			if c.bw.Flush() != nil {
-				return withRcpts(res, heard, died)
+				return early(res, heard, died)
 			}
 		}
 		r, err := readReply(c.br)
 		if err != nil {
-			return withRcpts(res, heard, died)
+			return early(res, heard, died)
 		}
 		heard = len(env.recipients)
 		if k+1 < len(sendable) {
@@ -283,12 +357,12 @@ func (c *conn) transaction(cfg *Config, env *envelope) (Result, outcome) {
 	if !pipelining {
 		c.send("DATA")
 		if c.bw.Flush() != nil {
-			return withRcpts(res, heard, died)
+			return early(res, heard, died)
 		}
 	}
 	r, err = readReply(c.br)
 	if err != nil {
-		return withRcpts(res, heard, died)
+		return early(res, heard, died)
 	}
 	if r.Code >= codeTempFailMin {
 		c.quit()
@@ -302,14 +376,19 @@ func (c *conn) transaction(cfg *Config, env *envelope) (Result, outcome) {
 	if err != nil {
 		var re *readError
 		if errors.As(err, &re) {
-			// Hang up without the final dot: nothing is delivered.
-			return withRcpts(res, heard, TextReadMessage)
+			// Hang up without the final dot: nothing is delivered,
+			// and the next target would fare no better.
+			res.Recipients = res.Recipients[:heard]
+			res.Message = Report{TempFail, TextReadMessage}
+			return res, done
 		}
-		return withRcpts(res, heard, died)
+		return early(res, heard, died)
 	}
 	r, err = readReply(c.br)
 	if err != nil {
-		return withRcpts(res, heard, "Connected to "+c.ip+" but connection died. Possible duplicate! (#4.4.2)\n")
+		// The message may have arrived: this is final.
+		res.Message = Report{TempFail, "Connected to " + c.ip + " but connection died. Possible duplicate! (#4.4.2)\n"}
+		return res, done
 	}
 	c.quit()
 	switch {
@@ -321,12 +400,21 @@ func (c *conn) transaction(cfg *Config, env *envelope) (Result, outcome) {
 	return res, done
 }
 
-// withRcpts is a temporary failure of the message after the recipients
-// were offered, with the reports of the first heard recipients.
-func withRcpts(res Result, heard int, text string) (Result, outcome) {
+// early is a connection that failed after the recipients were offered
+// and before the end of data was sent, with the reports of the first
+// heard recipients: Deliver keeps their refusals and offers the others
+// to the next target.
+func early(res Result, heard int, text string) (Result, outcome) {
 	res.Recipients = res.Recipients[:heard]
 	res.Message = Report{TempFail, text}
-	return res, done
+	return res, nextConnected
+}
+
+// isTimeout tells a connect that timed out (which lock/tcpto counts)
+// from one that was refused or unreachable.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func statusOf(code int) Status {

@@ -187,7 +187,9 @@ func TestDeliverDialogues(t *testing.T) {
 			< 250 ok
 			> RCPT TO:<c@example.org>
 			CLOSE`,
-			"r\x00ZConnected to 127.0.0.1 but connection died. (#4.4.2)\n\x00"},
+			// b's acceptance meant nothing without the message: only
+			// refusals are kept when the connection dies early.
+			"ZConnected to 127.0.0.1 but connection died. (#4.4.2)\n\x00"},
 		{"PIPELINING", []string{"b@example.org", "c@example.org"}, `
 			< 220 peer.test ESMTP
 			> EHLO helo.test
@@ -312,14 +314,143 @@ func TestNextTarget(t *testing.T) {
 			t.Errorf("got %q", got)
 		}
 	})
-	t.Run("MAIL refused is final", func(t *testing.T) {
+	t.Run("MAIL 451, then accepted", func(t *testing.T) {
 		t.Parallel()
 		p1, t1 := startPeer(t, nil, greetHelo+"\n> MAIL FROM:<a@example.net>\n< 451 later\nEOF")
-		_, t2 := startPeer(t, nil, acceptScript)
+		p2, t2 := startPeer(t, nil, acceptScript)
 		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org"}, msg1)
+		p1.wait(t, 1)
+		p2.wait(t, 1)
+		if got != wantOK {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("MAIL 451 everywhere", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+"\n> MAIL FROM:<a@example.net>\n< 451 later\nEOF")
+		got := deliverTo(t, nil, []Target{t1, deadTarget(t)}, "a@example.net", []string{"b@example.org"}, msg1)
 		p1.wait(t, 1)
 		if want := "ZConnected to 127.0.0.1 but sender was rejected.\nRemote host said: 451 later\n\x00"; got != want {
 			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("MAIL 550 is final", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+"\n> MAIL FROM:<a@example.net>\n< 550 go away\nEOF")
+		t2, contacted := idleTarget(t, "127.0.0.1")
+		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org"}, msg1)
+		p1.wait(t, 1)
+		if want := "DConnected to 127.0.0.1 but sender was rejected.\nRemote host said: 550 go away\n\x00"; got != want {
+			t.Errorf("got %q", got)
+		}
+		if contacted() {
+			t.Error("the next target was tried after a 5xx to MAIL")
+		}
+	})
+	t.Run("RCPT 550 is final", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<b@example.org>
+			< 550 no such user
+			EOF`)
+		t2, contacted := idleTarget(t, "127.0.0.1")
+		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org"}, msg1)
+		p1.wait(t, 1)
+		if want := "h127.0.0.1 does not like recipient.\nRemote host said: 550 no such user\n\x00DGiving up on 127.0.0.1.\n\x00"; got != want {
+			t.Errorf("got %q", got)
+		}
+		if contacted() {
+			t.Error("the next target was tried after a 5xx to RCPT")
+		}
+	})
+	t.Run("dies at DATA: answers kept, the rest to the next", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<b@example.org>
+			< 550 no such user
+			> RCPT TO:<c@example.org>
+			< 250 ok
+			> RCPT TO:<d@example.org>
+			< 451 greylisted
+			> DATA
+			CLOSE`)
+		p2, t2 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<c@example.org>
+			< 250 ok
+			> DATA`+plainTail)
+		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org", "c@example.org", "d@example.org"}, msg1)
+		p1.wait(t, 1)
+		p2.wait(t, 1)
+		want := "h127.0.0.1 does not like recipient.\nRemote host said: 550 no such user\n\x00r\x00" +
+			"s127.0.0.1 does not like recipient.\nRemote host said: 451 greylisted\n\x00" +
+			"K127.0.0.1 accepted message.\nRemote host said: 250 ok queued\n\x00"
+		if got != want {
+			t.Errorf("got\n%q\nwant\n%q", got, want)
+		}
+	})
+	t.Run("dies after 354, nothing sent: next", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<b@example.org>
+			< 250 ok
+			> DATA
+			CLOSE`)
+		p2, t2 := startPeer(t, nil, acceptScript)
+		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org"}, msg1)
+		p1.wait(t, 1)
+		p2.wait(t, 1)
+		if got != wantOK {
+			t.Errorf("got %q", got)
+		}
+	})
+	t.Run("dies during RCPT everywhere: kept answers, the rest deferred", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<b@example.org>
+			< 250 ok
+			> RCPT TO:<c@example.org>
+			< 550 no such user
+			> RCPT TO:<d@example.org>
+			CLOSE`)
+		got := deliverTo(t, nil, []Target{t1, deadTarget(t)}, "a@example.net", []string{"b@example.org", "c@example.org", "d@example.org"}, msg1)
+		p1.wait(t, 1)
+		// b has no answer of its own before c's: it shares the
+		// message's verdict (an "s" without text).
+		want := "s\x00h127.0.0.1 does not like recipient.\nRemote host said: 550 no such user\n\x00" +
+			"ZConnected to 127.0.0.1 but connection died. (#4.4.2)\n\x00"
+		if got != want {
+			t.Errorf("got\n%q\nwant\n%q", got, want)
+		}
+	})
+	t.Run("dies after the dot is final", func(t *testing.T) {
+		t.Parallel()
+		p1, t1 := startPeer(t, nil, greetHelo+`
+			> MAIL FROM:<a@example.net>
+			< 250 ok
+			> RCPT TO:<b@example.org>
+			< 250 ok
+			> DATA
+			< 354 go
+			>DATA
+			CLOSE`)
+		t2, contacted := idleTarget(t, "127.0.0.1")
+		got := deliverTo(t, nil, []Target{t1, t2}, "a@example.net", []string{"b@example.org"}, msg1)
+		p1.wait(t, 1)
+		if want := "r\x00ZConnected to 127.0.0.1 but connection died. Possible duplicate! (#4.4.2)\n\x00"; got != want {
+			t.Errorf("got %q", got)
+		}
+		if contacted() {
+			t.Error("the next target was tried after the message may have been delivered")
 		}
 	})
 	t.Run("all fail: last answer reported", func(t *testing.T) {

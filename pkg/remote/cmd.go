@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/quail-mta/quail/pkg/control"
 )
@@ -33,8 +34,14 @@ func Main(args []string, stdin *os.File, stdout io.Writer, root string) int {
 		WriteResult(stdout, Failed(err))
 		return 0
 	}
+	cfg.TCPTo = NewTCPTo(TCPToPath(root))
 	WriteResult(stdout, Deliver(ctx, cfg, sender, rcpts, msg, size))
 	return 0
+}
+
+// TCPToPath is where an instance keeps its timeout table.
+func TCPToPath(root string) string {
+	return filepath.Join(root, "queue", "lock", "tcpto")
 }
 
 // seekable returns the message as a file that can be read twice: stdin

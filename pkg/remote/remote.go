@@ -5,7 +5,8 @@
 // The steps are separate so each can be tested: LoadConfig reads the
 // control files, Route finds the addresses to try (control/smtproutes,
 // else MX, else A/AAAA), Deliver speaks SMTP to them, and WriteResult
-// prints the result for qmail-rspawn. docs/qmail-remote.8.md describes
+// prints the result for qmail-rspawn; TCPTo is lock/tcpto, the table of
+// addresses whose connects time out. docs/qmail-remote.8.md describes
 // the behaviour an admin sees, and where it departs from qmail's.
 package remote
 
@@ -41,10 +42,12 @@ type Report struct {
 // Temporary reports whether delivery should be tried again later.
 func (r Report) Temporary() bool { return r.Status == TempFail }
 
-// Result is the outcome of one delivery attempt. Recipients is nil when
-// the delivery failed before any recipient was offered to a peer;
-// otherwise it has one report per recipient, in argument order, and
-// Message applies to the Accepted ones.
+// Result is the outcome of one delivery. Recipients holds the reports of
+// a leading run of the recipients, in argument order (none when no
+// recipient got an answer that stands); a recipient without a report
+// shares the Message's verdict, and so does one whose report is a
+// stand-in: the Message's status with no text, for a recipient that has
+// no answer before one that has. Message applies to the Accepted ones.
 type Result struct {
 	Recipients []Report
 	Message    Report
@@ -100,6 +103,9 @@ type Config struct {
 	TLS            TLSPolicy
 	// RootCAs verifies certificates under TLSRequired; nil: the system's.
 	RootCAs *x509.CertPool
+	// TCPTo is lock/tcpto, the addresses whose connects time out; nil:
+	// none is skipped or recorded.
+	TCPTo *TCPTo
 }
 
 // LoadConfig reads the control files for a delivery to domain: helohost,

@@ -24,7 +24,7 @@ func (s *Sender) schedule() {
 	}
 	now := s.now()
 	for c, ch := range s.chans {
-		for ch.used < ch.limit {
+		for ch.used < ch.limit && ch.free() > 0 && !ch.waiting(now) {
 			j := s.nextRecord(c, now)
 			if j == nil {
 				break
@@ -61,16 +61,69 @@ func (s *Sender) nextRecord(c int, now time.Time) *job {
 	return nil
 }
 
-// advance moves the job's cursor to its next T record; false when the
-// pass has no more to start.
+// advance moves the job's cursor to its next T record not yet started;
+// false when the pass has no more to start.
 func (j *job) advance() bool {
 	for j.cursor < len(j.recs) {
-		if j.recs[j.cursor].Type == 'T' {
+		if j.recs[j.cursor].Type == 'T' && !j.started[j.cursor] {
 			return true
 		}
 		j.cursor++
 	}
 	return false
+}
+
+// group sorts a remote pass's undelivered records into groups that can
+// share one SMTP transaction: the same domain (case does not matter)
+// and the same envelope sender (so a VERP message, whose sender differs
+// per recipient, is never batched).
+func (j *job) group() {
+	j.started = make([]bool, len(j.recs))
+	j.keyOf, j.groups = nil, nil
+	if j.ch != chRemote {
+		return
+	}
+	j.keyOf = make([]int, len(j.recs))
+	index := map[string]int{}
+	for i, r := range j.recs {
+		j.keyOf[i] = -1
+		if r.Type != 'T' {
+			continue
+		}
+		k := len(j.groups)
+		if at := strings.LastIndexByte(r.Data, '@'); at >= 0 {
+			key := strings.ToLower(r.Data[at+1:]) + "\x00" + senderFor(j.msg.sender, r.Data)
+			if g, ok := index[key]; ok {
+				k = g
+			} else {
+				index[key] = k
+			}
+		}
+		if k == len(j.groups) {
+			j.groups = append(j.groups, nil)
+		}
+		j.keyOf[i] = k
+		j.groups[k] = append(j.groups[k], i)
+	}
+}
+
+// take starts the record at the cursor and, up to max in all, the next
+// records of its group; it returns their indices.
+func (j *job) take(max int) []int {
+	i := j.cursor
+	batch := []int{i}
+	if j.groups != nil {
+		k := j.keyOf[i]
+		if g := j.groups[k]; len(g) > 0 && g[0] == i {
+			n := min(max, len(g))
+			batch, j.groups[k] = g[:n:n], g[n:]
+		}
+	}
+	for _, x := range batch {
+		j.started[x] = true
+	}
+	j.cursor++
+	return batch
 }
 
 // beginPass reads the job's file afresh and decides whether the message
@@ -85,36 +138,54 @@ func (s *Sender) beginPass(j *job, now time.Time) error {
 		return err
 	}
 	j.recs, j.cursor, j.flight = recs, 0, 0
+	j.group()
 	j.dying = now.Sub(j.msg.birth) > s.lifetime
 	j.next = nextRetry(j.msg.birth, now, j.ch)
 	return nil
 }
 
+// start hands the next delivery of j to its spawner: one recipient,
+// or on the remote channel, once qmail-rspawn takes batches, up to
+// ch.batch recipients of one domain. Each recipient gets its own
+// delivery number and log lines, as if delivered alone; the batch takes
+// one slot.
 func (s *Sender) start(c int, j *job) {
 	ch := s.chans[c]
-	rec := j.recs[j.cursor]
-	j.cursor++
+	idx := j.take(min(ch.batch, MaxBatch))
 	slot := 0
-	for ch.slots[slot] != nil {
+	for ch.slots[slot] != nil || ch.probing && slot == probeSlot {
 		slot++
 	}
-	s.delnum++
-	d := &delivery{num: s.delnum, job: j, rec: rec}
+	d := &delivery{job: j}
+	rcpts := make([]string, len(idx))
+	for k, i := range idx {
+		rec := j.recs[i]
+		s.delnum++
+		d.recs = append(d.recs, rec)
+		d.nums = append(d.nums, s.delnum)
+		rcpts[k] = rec.Data
+		s.log.printf("starting delivery %d: msg %d to %s %s", s.delnum, j.msg.id, chanName[c], safe(rec.Data))
+	}
 	ch.slots[slot] = d
 	ch.used++
 	j.flight++
-	s.log.printf("starting delivery %d: msg %d to %s %s", d.num, j.msg.id, chanName[c], safe(rec.Data))
-	cmd := spawn.Command{Slot: byte(slot), Mess: messPath(j.msg.id), Sender: senderFor(j.msg.sender, rec.Data), Recipient: rec.Data}
-	if _, err := ch.to.Write(cmd.Encode()); err != nil {
+	b := spawn.Batch{Slot: byte(slot), Mess: messPath(j.msg.id), Sender: senderFor(j.msg.sender, rcpts[0]), Recipients: rcpts}
+	if _, err := ch.to.Write(b.Encode()); err != nil {
 		// The spawner is gone; the read side reports it and we exit.
 		s.log.printf("alert: oh no! lost spawn connection! dying...")
 	}
 	s.status()
 }
 
-// result handles one delivery report.
+// result handles one answer: the probe's, or the reports of one
+// delivery.
 func (s *Sender) result(c int, r spawn.Result) {
 	ch := s.chans[c]
+	if ch.probing && r.Slot == probeSlot {
+		ch.probing = false
+		ch.batch = min(spawn.BatchSize(r.Report), MaxBatch)
+		return
+	}
 	if int(r.Slot) >= len(ch.slots) || ch.slots[r.Slot] == nil {
 		s.log.printf("warning: internal error: delivery report out of range")
 		return
@@ -124,7 +195,24 @@ func (s *Sender) result(c int, r spawn.Result) {
 	ch.used--
 	j := d.job
 	j.flight--
-	report := r.Report
+	for k, rec := range d.recs {
+		// One report for a batch applies to all its recipients; a
+		// batch answer with the wrong count is mangled for all.
+		report := r.Report
+		if r.Reports != nil {
+			report = ""
+			if len(r.Reports) == len(d.recs) {
+				report = r.Reports[k]
+			}
+		}
+		s.report(j, d.nums[k], rec, report)
+	}
+	s.status()
+	s.endPassIfDone(j)
+}
+
+// report handles one recipient's report.
+func (s *Sender) report(j *job, num int, rec queue.Record, report string) {
 	if strings.HasPrefix(report, "Z") && j.dying {
 		report = "D" + report[1:] + dyingText
 	}
@@ -134,23 +222,21 @@ func (s *Sender) result(c int, r spawn.Result) {
 	}
 	switch {
 	case strings.HasPrefix(report, "K"):
-		s.log.printf("delivery %d: success: %s", d.num, safe(text))
-		s.markDone(j, d.rec)
+		s.log.printf("delivery %d: success: %s", num, safe(text))
+		s.markDone(j, rec)
 	case strings.HasPrefix(report, "Z"):
-		s.log.printf("delivery %d: deferral: %s", d.num, safe(text))
+		s.log.printf("delivery %d: deferral: %s", num, safe(text))
 	case strings.HasPrefix(report, "D"):
-		s.log.printf("delivery %d: failure: %s", d.num, safe(text))
-		if err := s.addBounce(j.msg.id, d.rec.Data, text); err != nil {
+		s.log.printf("delivery %d: failure: %s", num, safe(text))
+		if err := s.addBounce(j.msg.id, rec.Data, text); err != nil {
 			s.log.printf("alert: unable to append to bounce message; HELP! sleeping...")
 			// Leave the record undone: it is tried again, not lost.
 		} else {
-			s.markDone(j, d.rec)
+			s.markDone(j, rec)
 		}
 	default:
-		s.log.printf("delivery %d: report mangled, will defer", d.num)
+		s.log.printf("delivery %d: report mangled, will defer", num)
 	}
-	s.status()
-	s.endPassIfDone(j)
 }
 
 // markDone rewrites the record's T as D in place, as qmail does (without

@@ -76,6 +76,41 @@ type channel struct {
 	used    int
 	due     jobHeap // jobs waiting for their next attempt
 	active  []*job  // jobs with a pass in progress
+	// batch is the most recipients one delivery may carry: 1 (qmail's
+	// protocol) until the spawner answers the probe for the batch
+	// extension with more. probing holds slot probeSlot meanwhile, and
+	// the channel starts nothing until the answer comes or probeWait
+	// has passed, so the first deliveries are batched too.
+	batch        int
+	probing      bool
+	probeTimeout time.Time
+}
+
+// probeWait is how long a channel waits for the probe's answer before it
+// delivers one recipient at a time. Any spawner answers at once (qmail's
+// refuses the probe as a malformed command).
+const probeWait = 5 * time.Second
+
+// waiting reports whether the channel holds its deliveries for the
+// probe's answer.
+func (ch *channel) waiting(now time.Time) bool {
+	return ch.probing && now.Before(ch.probeTimeout)
+}
+
+// MaxBatch is the most recipients of one message qmail-send hands
+// qmail-rspawn in one delivery (one SMTP transaction).
+const MaxBatch = 100
+
+// probeSlot is the slot the batch probe uses.
+const probeSlot = 0
+
+// free is how many slots can take a delivery.
+func (ch *channel) free() int {
+	n := len(ch.slots) - ch.used
+	if ch.probing {
+		n--
+	}
+	return n
 }
 
 type message struct {
@@ -92,16 +127,24 @@ type job struct {
 	ch     int
 	next   time.Time
 	recs   []queue.Record
-	cursor int
+	cursor int // records before it have started in this pass
 	flight int
 	dying  bool
 	index  int // in the heap, or -1
+	// This pass's remote batches: started marks records handed to a
+	// delivery; keyOf[i] is record i's group (recipients sharing domain
+	// and envelope sender), groups[k] the group's records not yet
+	// started, in file order. Nil for local jobs.
+	started []bool
+	keyOf   []int
+	groups  [][]int
 }
 
+// delivery is one spawn command: one recipient, or a remote batch.
 type delivery struct {
-	num int
-	job *job
-	rec queue.Record
+	job  *job
+	recs []queue.Record
+	nums []int // the log's delivery number of each recipient
 }
 
 // Sender is the running scheduler.
@@ -117,8 +160,10 @@ type Sender struct {
 	msgs     map[uint64]*message
 	// unsent are the finished messages whose bounce could not be
 	// injected yet; kept apart so no event has to scan every message.
-	unsent  map[uint64]*message
-	clean   *bufio.Reader
+	unsent map[uint64]*message
+	clean  *bufio.Reader
+	// todo holds the ids read from todo/ not yet preprocessed.
+	todo    []uint64
 	delnum  int
 	exiting bool
 	now     func() time.Time
@@ -161,7 +206,9 @@ func Run(cfg Config) error {
 		to   io.Writer
 		from io.Reader
 	}{{cfg.ToLocal, cfg.FromLocal}, {cfg.ToRemote, cfg.FromRemote}} {
-		ch, err := startChannel(pipes.to, pipes.from)
+		// Only qmail-rspawn is asked about batches: the local channel
+		// stays qmail's protocol, byte for byte.
+		ch, err := startChannel(pipes.to, pipes.from, c == chRemote)
 		if err != nil {
 			s.log.printf("alert: cannot start: hath the daemon spawn no fire?")
 			return err
@@ -222,25 +269,44 @@ func (s *Sender) applyConcurrency() error {
 			return err
 		}
 		ch := s.chans[c]
-		limit := min(int(n), len(ch.slots), spawn.Limit)
-		ch.limit = limit
+		ch.limit = min(int(n), len(ch.slots), spawn.Limit)
 	}
 	return nil
 }
 
-func startChannel(to io.Writer, from io.Reader) (*channel, error) {
+// startChannel reads the spawner's limit byte and, when probe is set,
+// asks it whether it takes batches (see package spawn).
+func startChannel(to io.Writer, from io.Reader, probe bool) (*channel, error) {
 	br := bufio.NewReader(from)
 	b, err := br.ReadByte()
 	if err != nil {
 		return nil, err
 	}
-	ch := &channel{to: to, results: make(chan spawn.Result, 16), dead: make(chan error, 1), slots: make([]*delivery, int(b))}
+	ch := &channel{to: to, results: make(chan spawn.Result, 16), dead: make(chan error, 1), slots: make([]*delivery, int(b)), batch: 1}
+	if probe && len(ch.slots) > probeSlot {
+		if _, err := to.Write(spawn.Probe(probeSlot).Encode()); err != nil {
+			return nil, err
+		}
+		ch.probing, ch.probeTimeout = true, time.Now().Add(probeWait)
+	}
 	go func() {
+		// Batch answers are read only from a spawner that said it
+		// sends them; until then, qmail's one report per answer.
+		probing, max := ch.probing, 0
 		for {
-			r, err := spawn.ReadResult(br)
+			var r spawn.Result
+			var err error
+			if max > 1 {
+				r, err = spawn.ReadBatchResult(br, max)
+			} else {
+				r, err = spawn.ReadResult(br)
+			}
 			if err != nil {
 				ch.dead <- err
 				return
+			}
+			if probing && r.Slot == probeSlot {
+				probing, max = false, spawn.BatchSize(r.Report)
 			}
 			ch.results <- r
 		}
@@ -314,6 +380,9 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 		case <-cleanup.C:
 			s.cleanup()
 		case <-timer.C:
+			if len(s.todo) > 0 {
+				s.preprocessSome()
+			}
 		case r := <-s.chans[chLocal].results:
 			s.result(chLocal, r)
 		case r := <-s.chans[chRemote].results:
@@ -330,8 +399,14 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 
 // untilNext is the wait until the earliest scheduled event.
 func (s *Sender) untilNext() time.Duration {
+	if len(s.todo) > 0 {
+		return 0 // more of todo/ to preprocess, after whatever is ready
+	}
 	next := s.now().Add(time.Hour)
 	for _, ch := range s.chans {
+		if ch.probing && ch.probeTimeout.Before(next) {
+			next = ch.probeTimeout
+		}
 		if len(ch.due) > 0 && ch.due[0].next.Before(next) {
 			next = ch.due[0].next
 		}

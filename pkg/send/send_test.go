@@ -33,6 +33,14 @@ type harness struct {
 	seen        []string          // "sender recipient" per delivery
 	bounces     []Bounce
 	bodies      []string
+	// plainRemote makes the remote spawner speak qmail's protocol only;
+	// otherwise it takes batches of up to remoteMax recipients.
+	plainRemote bool
+	remoteMax   int
+	batches     [][]string // the recipients of each remote command
+	messes      []string   // the message field of every command, local and remote
+	// answer, when set, replaces the per-recipient reports of a batch.
+	answer func(b spawn.Batch) []string
 }
 
 func newHarness(t *testing.T, controls map[string]string) *harness {
@@ -65,28 +73,50 @@ func (h *harness) logText() string {
 	return h.log.String()
 }
 
-func (h *harness) spawner() (to io.Writer, from io.Reader) {
+func (h *harness) spawner(remote bool) (to io.Writer, from io.Reader) {
 	cmdR, cmdW := io.Pipe()
 	resR, resW := io.Pipe()
-	go spawn.Serve(cmdR, resW, spawn.Limit, func(c spawn.Command) string {
+	deliver := func(b spawn.Batch) []string {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.seen = append(h.seen, c.Sender+" "+c.Recipient)
-		if _, err := os.Stat(filepath.Join(h.q.Dir, "mess", c.Mess)); err != nil {
-			return "Zno such message file " + c.Mess
+		h.messes = append(h.messes, b.Mess)
+		if remote {
+			h.batches = append(h.batches, b.Recipients)
 		}
-		if r, ok := h.reports[c.Recipient]; ok {
-			return r
+		var reps []string
+		for _, r := range b.Recipients {
+			h.seen = append(h.seen, b.Sender+" "+r)
+			if _, err := os.Stat(filepath.Join(h.q.Dir, "mess", b.Mess)); err != nil {
+				reps = append(reps, "Zno such message file "+b.Mess)
+			} else if rep, ok := h.reports[r]; ok {
+				reps = append(reps, rep)
+			} else {
+				reps = append(reps, "Kdid 1+0+0\n")
+			}
 		}
-		return "Kdid 1+0+0\n"
-	})
+		if h.answer != nil {
+			return h.answer(b)
+		}
+		return reps
+	}
+	if remote && !h.plainRemote {
+		max := h.remoteMax
+		if max == 0 {
+			max = 1000
+		}
+		go spawn.ServeBatches(cmdR, resW, spawn.Limit, max, deliver)
+	} else {
+		go spawn.Serve(cmdR, resW, spawn.Limit, func(c spawn.Command) string {
+			return deliver(spawn.Batch{Slot: c.Slot, Mess: c.Mess, Sender: c.Sender, Recipients: []string{c.Recipient}})[0]
+		})
+	}
 	return cmdW, resR
 }
 
 func (h *harness) start() {
 	h.t.Helper()
-	lTo, lFrom := h.spawner()
-	rTo, rFrom := h.spawner()
+	lTo, lFrom := h.spawner(false)
+	rTo, rFrom := h.spawner(true)
 	cmdR, cmdW := io.Pipe()
 	resR, resW := io.Pipe()
 	go clean.Run(h.q, cmdR, resW)
@@ -281,8 +311,8 @@ func TestSecondInstanceRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	h.waitFor("start", func() bool { return strings.Contains(h.logText(), "status:") })
-	lTo, lFrom := h.spawner()
-	rTo, rFrom := h.spawner()
+	lTo, lFrom := h.spawner(false)
+	rTo, rFrom := h.spawner(true)
 	var log bytes.Buffer
 	err := Run(Config{Root: h.root, Log: &log, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
 		ToClean: io.Discard, FromClean: bufio.NewReader(strings.NewReader(""))})

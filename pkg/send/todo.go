@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -14,47 +16,96 @@ import (
 	"github.com/quail-mta/quail/queue"
 )
 
-// scanTodo preprocesses every message in todo/ (reference §2.3).
+// todoChunk is how many messages are preprocessed together: their files
+// are made durable with one round of concurrent fsyncs, and deliveries
+// start between chunks.
+const todoChunk = 64
+
+// syncWorkers bounds the fsyncs in flight at once.
+const syncWorkers = 16
+
+// scanTodo reads todo/ (reference §2.3) and preprocesses its first
+// chunk; the loop does the rest a chunk at a time, between other events,
+// as qmail does one message per turn.
 func (s *Sender) scanTodo() {
 	entries, err := os.ReadDir(filepath.Join(s.q.Dir, "todo"))
 	if err != nil {
 		s.log.printf("alert: unable to opendir todo, sleeping...")
 		return
 	}
+	s.todo = s.todo[:0]
 	for _, e := range entries {
-		id, ok := queue.ParseID(e.Name())
-		if !ok {
+		if id, ok := queue.ParseID(e.Name()); ok {
+			s.todo = append(s.todo, id)
+		}
+	}
+	s.preprocessSome()
+}
+
+// preprocessSome preprocesses the next chunk of todo/.
+func (s *Sender) preprocessSome() {
+	n := min(len(s.todo), todoChunk)
+	chunk := s.todo[:n]
+	s.todo = s.todo[n:]
+	var ready []*prepared
+	for _, id := range chunk {
+		if s.msgs[id] != nil {
+			// Preprocessed already, but qmail-clean failed to remove
+			// todo/N: only the cleanup is left to do.
+			if err := s.cleanCmd("todo", id); err != nil {
+				s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))
+			}
 			continue
 		}
-		if err := s.preprocess(id); err != nil {
+		p, err := s.prepare(id)
+		if err != nil {
 			s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))
+			continue
 		}
+		if p != nil {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) == 0 {
+		return
+	}
+	if err := s.syncPrepared(ready); err != nil {
+		// todo/N stays for each: the next scan does them again.
+		s.log.printf("warning: trouble with todo/: %s; will try again later", safe(err.Error()))
+		return
+	}
+	for _, p := range ready {
+		s.commit(p)
 	}
 }
 
-// preprocess turns todo/N into info/S/N and local/S/N, remote/S/N, makes
-// them durable, and only then has qmail-clean remove todo/N and intd/N:
-// at every instant one of the two forms is complete on disk.
-func (s *Sender) preprocess(id uint64) error {
-	if s.msgs[id] != nil {
-		// Preprocessed already, but qmail-clean failed to remove todo/N:
-		// only the cleanup is left to do.
-		return s.cleanCmd("todo", id)
-	}
+// prepared is a message whose info/ and local/ or remote/ files are
+// written but not yet known to be durable.
+type prepared struct {
+	id     uint64
+	sender string
+	files  []*os.File // written, to be fsynced and closed
+	dirs   []string   // their directories, to be fsynced
+	chans  [2]bool    // which of local/ and remote/ it has
+}
+
+// prepare turns todo/N into info/S/N and local/S/N, remote/S/N, written
+// but not synced; nil when todo/N is gone.
+func (s *Sender) prepare(id uint64) (*prepared, error) {
 	data, err := os.ReadFile(s.q.Todo(id))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // cleaned meanwhile
+		return nil, nil // cleaned meanwhile
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	recs, err := queue.ParseRecords(data)
 	if err != nil {
-		return fmt.Errorf("todo/%d: %w", id, err)
+		return nil, fmt.Errorf("todo/%d: %w", id, err)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(s.q.Mess(id), &st); err != nil {
-		return fmt.Errorf("unable to stat mess/%s: %w", messPath(id), err)
+		return nil, fmt.Errorf("unable to stat mess/%s: %w", messPath(id), err)
 	}
 	for _, p := range []string{s.q.Info(id), s.q.Local(id), s.q.Remote(id)} {
 		os.Remove(p) // stale from a crash during an earlier preprocessing
@@ -81,60 +132,135 @@ func (s *Sender) preprocess(id uint64) error {
 			}
 			files[c] = append(append(append(files[c], 'T'), addr...), 0)
 		default:
-			return fmt.Errorf("unknown record type in todo/%d", id)
+			return nil, fmt.Errorf("unknown record type in todo/%d", id)
 		}
 	}
 	if info == nil {
-		return fmt.Errorf("todo/%d has no sender record", id)
+		return nil, fmt.Errorf("todo/%d has no sender record", id)
 	}
-	if err := writeSynced(s.q.Info(id), info); err != nil {
-		return err
-	}
-	for c, content := range files {
-		if content != nil {
-			if err := writeSynced(s.jobPath(id, c), content); err != nil {
-				return err
-			}
-		}
-	}
-	for _, dir := range []string{"info", "local", "remote"} {
-		if err := atomicfile.SyncDir(splitDir(s.q, dir, id)); err != nil {
+	p := &prepared{id: id, sender: sender}
+	write := func(path, dir string, content []byte) error {
+		f, err := createExcl(path, content)
+		if err != nil {
 			return err
 		}
+		p.files = append(p.files, f)
+		p.dirs = append(p.dirs, splitDir(s.q, dir, id))
+		return nil
 	}
-	if err := s.cleanCmd("todo", id); err != nil {
+	err = write(s.q.Info(id), "info", info)
+	for c, content := range files {
+		if content != nil && err == nil {
+			err = write(s.jobPath(id, c), []string{"local", "remote"}[c], content)
+			p.chans[c] = true
+		}
+	}
+	if err != nil {
+		for _, f := range p.files {
+			f.Close()
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// syncPrepared makes the chunk's files durable, then their directories:
+// fsyncs run concurrently so the filesystem can commit them together
+// (ext4 joins the fsyncs of one journal transaction), where one after
+// the other each would wait for a commit of its own.
+func (s *Sender) syncPrepared(ready []*prepared) error {
+	var files []*os.File
+	dirs := map[string]bool{}
+	for _, p := range ready {
+		files = append(files, p.files...)
+		for _, d := range p.dirs {
+			dirs[d] = true
+		}
+	}
+	err := parallel(len(files), func(i int) error {
+		err := files[i].Sync()
+		if cerr := files[i].Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
+	var names []string
+	for d := range dirs {
+		names = append(names, d)
+	}
+	return parallel(len(names), func(i int) error { return atomicfile.SyncDir(names[i]) })
+}
+
+// parallel runs f(0) to f(n-1) on at most syncWorkers goroutines and
+// returns the first error.
+func parallel(n int, f func(int) error) error {
+	var next atomic.Int64
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(n, syncWorkers) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// commit ends the preprocessing of a message whose files are durable:
+// only now does qmail-clean remove todo/N and intd/N, so at every
+// instant one of the two forms is complete on disk. Then its deliveries
+// are scheduled.
+func (s *Sender) commit(p *prepared) {
+	if err := s.cleanCmd("todo", p.id); err != nil {
+		s.log.printf("warning: trouble with todo/%d: %s; will try again later", p.id, safe(err.Error()))
+		return
+	}
 	var fi syscall.Stat_t
-	syscall.Stat(s.q.Info(id), &fi)
-	m := &message{id: id, birth: timespec(fi.Mtim), sender: sender}
-	s.msgs[id] = m
+	syscall.Stat(s.q.Info(p.id), &fi)
+	m := &message{id: p.id, birth: timespec(fi.Mtim), sender: p.sender}
+	s.msgs[p.id] = m
 	now := s.now()
-	for c, content := range files {
-		if content != nil {
+	for c, has := range p.chans {
+		if has {
 			s.addJob(m, c, now)
 		}
 	}
 	if m.jobs[chLocal] == nil && m.jobs[chRemote] == nil {
 		s.complete(m)
 	}
-	return nil
 }
 
-// writeSynced creates path exclusively with content and fsyncs it.
-func writeSynced(path string, content []byte) error {
+// createExcl creates path exclusively with content, and returns it open
+// for the fsync.
+func createExcl(path string, content []byte) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return f, nil
 }
 
 // recover rebuilds the schedule from info/ at start: each message's jobs
