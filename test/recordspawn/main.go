@@ -21,6 +21,11 @@ func main() {
 	}
 	var mu sync.Mutex
 	err = spawn.Serve(os.Stdin, os.Stdout, spawn.Limit, func(c spawn.Command) string {
+		if c.Mess == spawn.ProbeMess {
+			// qmail-send asks whether batches are understood: like
+			// qmail's own spawners, this one does not.
+			return "DInternal error: messid has nonnumerics\n"
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if _, err := fmt.Fprintf(f, "%s %s\n", c.Mess, c.Recipient); err != nil {
