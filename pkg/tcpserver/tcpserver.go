@@ -1,0 +1,355 @@
+// Package tcpserver is qmail-tcpserver: a per-connection launcher that
+// does what ucspi-tcp 0.88's tcpserver does for qmail sites, so that a
+// quail install needs no outside package. It takes tcpserver's options,
+// sets its environment variables, follows the rules databases tcprules
+// writes and logs tcpserver's lines.
+//
+// Unlike tcpserver, which forks a copy of itself for every connection and
+// does the name, ident and rules lookups in that copy, the launcher does
+// them in a goroutine and then creates one process: the program. A
+// connection that is denied or dropped therefore costs no process at all.
+package tcpserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Server is a bound listener and the state of its connections.
+type Server struct {
+	o        Options
+	ln       *net.TCPListener
+	port     int
+	stderr   *os.File
+	log      *logger
+	base     []string
+	path     string
+	resolver *net.Resolver
+	identd   uint16 // the port ident queries go to: 113 but in tests
+
+	sem      chan struct{} // one token per connection being served (-c)
+	active   int           // guarded by log.mu, so status lines stay in order
+	starting sync.WaitGroup
+}
+
+// Listen resolves HOST and PORT, binds the listening socket and then
+// switches to o.UID and o.GID. stderr receives the log and is the
+// children's fd 2; environ is the environment the children start from.
+func Listen(ctx context.Context, o Options, stderr *os.File, environ []string) (*Server, error) {
+	if o.Limit < 1 || len(o.Program) == 0 {
+		return nil, errors.New("tcpserver: Options need a Limit of at least 1 and a Program")
+	}
+	r := net.DefaultResolver
+	host, err := ResolveHost(ctx, r, o.Host)
+	if err != nil {
+		return nil, err
+	}
+	port, err := ResolvePort(ctx, r, o.Port)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := listen(netip.AddrPortFrom(host, port), o.Backlog)
+	if err != nil {
+		return nil, err
+	}
+	if err := dropPrivileges(o.UID, o.GID); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	path, ok := os.LookupEnv("PATH")
+	if !ok {
+		path = "/bin:/usr/bin" // execvp's default, as tcpserver's pathexec
+	}
+	s := &Server{
+		o:        o,
+		ln:       ln,
+		port:     ln.Addr().(*net.TCPAddr).Port,
+		stderr:   stderr,
+		log:      &logger{w: stderr},
+		base:     BaseEnv(environ),
+		path:     path,
+		resolver: r,
+		identd:   identPort,
+		sem:      make(chan struct{}, o.Limit),
+	}
+	return s, nil
+}
+
+// Port is the bound port, the one the kernel chose when PORT was 0.
+func (s *Server) Port() int { return s.port }
+
+// Serve accepts connections until ctx is done. Then it closes the
+// listener, waits for the connections still being looked up to have
+// started their program (or been refused), and returns nil, leaving the
+// programs running as tcpserver does on SIGTERM.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
+	s.changeActive(0, "")
+	for {
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			s.starting.Wait()
+			return nil
+		}
+		c, err := s.ln.AcceptTCP()
+		if err != nil {
+			<-s.sem
+			if ctx.Err() != nil {
+				s.starting.Wait()
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of descriptors, or a connection reset before accept:
+			// tcpserver just tries again; a pause keeps a full descriptor
+			// table from spinning the CPU.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.changeActive(1, "")
+		s.starting.Add(1)
+		go s.serveConn(ctx, c)
+	}
+}
+
+// changeActive counts a connection in or out and, with -v, writes before
+// and the status line together.
+func (s *Server) changeActive(delta int, before string) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	s.active += delta
+	if s.o.Verbosity >= Verbose {
+		io.WriteString(s.log.w, before+statusLine(s.active, s.o.Limit))
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, c *net.TCPConn) {
+	p, end := s.launch(ctx, c)
+	s.starting.Done()
+	if p != nil {
+		var wstat uint32
+		if st, err := p.Wait(); err == nil {
+			wstat = uint32(st.Sys().(syscall.WaitStatus))
+		}
+		end = endLine(p.Pid, wstat)
+	}
+	s.changeActive(-1, end)
+	<-s.sem
+}
+
+func endLine(pid int, wstat uint32) string {
+	return logPrefix + "end " + strconv.Itoa(pid) + " status " + strconv.FormatUint(uint64(wstat), 10) + "\n"
+}
+
+func pidLine(pid int, ip string) string {
+	return logPrefix + "pid " + strconv.Itoa(pid) + " from " + ip + "\n"
+}
+
+// launch does tcpserver's child's work for one connection: banner,
+// lookups, rules, and then it starts the program. It returns the program's
+// process, or nil and the "end" line to log when no program runs; those
+// connections are logged with pid 0.
+func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, string) {
+	defer c.Close() // the program has its own descriptor
+	f := Facts{Local: addrPort(c.LocalAddr()), Remote: addrPort(c.RemoteAddr())}
+	from := pidLine(0, IPString(f.Remote.Addr()))
+	drop := func(what string, err error) (*os.Process, string) {
+		msg := dropPrefix + what + ": " + errText(err) + "\n"
+		switch {
+		case s.o.Verbosity >= Verbose:
+			s.log.write(from + msg)
+		case s.o.Verbosity >= Errors:
+			s.log.write(msg)
+		}
+		return nil, endLine(0, wstatDrop)
+	}
+
+	s.tune(c)
+	if s.o.Banner != "" {
+		if _, err := io.WriteString(c, s.o.Banner); err != nil {
+			return drop("unable to print banner", err)
+		}
+	}
+	// Lookups under way finish after SIGTERM, as in tcpserver's
+	// children, which the signal did not reach.
+	s.lookups(context.WithoutCancel(ctx), &f)
+	var rule Rule
+	if s.o.Rules != "" {
+		var err error
+		rule, err = LookupFile(s.o.Rules, s.o.AllowNoRules, Client{
+			IP:   IPString(f.Remote.Addr()),
+			Host: f.RemoteHost, HasHost: f.HasRemoteHost,
+			Info: f.RemoteInfo, HasInfo: f.HasRemoteInfo,
+		})
+		if err != nil {
+			return drop("unable to read "+s.o.Rules, err)
+		}
+	}
+	if rule.Deny {
+		if s.o.Verbosity >= Verbose {
+			s.log.write(from + connLine("deny", 0, &f))
+		}
+		return nil, endLine(0, wstatDeny)
+	}
+
+	prog := s.o.Program[0]
+	path, err := lookPath(prog, s.path)
+	if err != nil {
+		return drop("unable to run "+prog, err)
+	}
+	file, err := c.File()
+	if err != nil {
+		return drop("unable to set up descriptors", err)
+	}
+	defer file.Close()
+	// os.StartProcess makes the descriptor blocking again (Go's sockets
+	// are non-blocking), as programs written for tcpserver expect.
+	p, err := os.StartProcess(path, s.o.Program, &os.ProcAttr{
+		Env:   ChildEnv(s.base, f, rule.Env),
+		Files: []*os.File{file, file, s.stderr},
+	})
+	if err != nil {
+		return drop("unable to run "+prog, err)
+	}
+	if s.o.Verbosity >= Verbose {
+		s.log.write(pidLine(p.Pid, IPString(f.Remote.Addr())) + connLine("ok", p.Pid, &f))
+	}
+	return p, ""
+}
+
+// tune sets the socket options tcpserver sets. Go turns TCP_NODELAY on
+// for every connection, so -d (the default) must turn it off again.
+func (s *Server) tune(c *net.TCPConn) {
+	c.SetNoDelay(s.o.NoDelay)
+	if s.o.KeepIPOptions {
+		return
+	}
+	// No source-routed replies (tcpserver's -O). It applies to IPv4 only
+	// and, as in tcpserver, a failure is ignored.
+	if raw, err := c.SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) {
+			unix.SetsockoptString(int(fd), unix.IPPROTO_IP, unix.IP_OPTIONS, "")
+		})
+	}
+}
+
+// lookups fills in the names and the ident answer, in tcpserver's order.
+func (s *Server) lookups(ctx context.Context, f *Facts) {
+	if s.o.HasLocalHost {
+		f.LocalHost, f.HasLocalHost = s.o.LocalHost, true
+	} else {
+		f.LocalHost, f.HasLocalHost = s.name(ctx, f.Local.Addr())
+	}
+	if s.o.RemoteHost {
+		f.RemoteHost, f.HasRemoteHost = s.name(ctx, f.Remote.Addr())
+		if f.HasRemoteHost && s.o.Paranoid && !s.resolvesTo(ctx, f.RemoteHost, f.Remote.Addr()) {
+			f.RemoteHost, f.HasRemoteHost = "", false
+		}
+	}
+	if s.o.RemoteInfo {
+		f.RemoteInfo, f.HasRemoteInfo = ident(ctx, f.Local, f.Remote, s.identd, s.o.InfoTimeout)
+	}
+}
+
+// name is the first name of a, lower-cased and without the final dot as
+// tcpserver gave it. It comes from the system's resolver configuration,
+// so /etc/hosts counts (tcpserver asked DNS only).
+func (s *Server) name(ctx context.Context, a netip.Addr) (string, bool) {
+	names, err := s.resolver.LookupAddr(ctx, a.Unmap().WithZone("").String())
+	if err != nil || len(names) == 0 {
+		return "", false
+	}
+	n := strings.ToLower(strings.TrimSuffix(names[0], "."))
+	return n, n != ""
+}
+
+// resolvesTo is -p's check: one of name's addresses of a's family is a.
+func (s *Server) resolvesTo(ctx context.Context, name string, a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	network := "ip6"
+	if a.Is4() {
+		network = "ip4"
+	}
+	addrs, err := s.resolver.LookupNetIP(ctx, network, name)
+	if err != nil {
+		return false
+	}
+	for _, b := range addrs {
+		if b.Unmap().WithZone("") == a {
+			return true
+		}
+	}
+	return false
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Main is the qmail-tcpserver command: it returns the exit status, 100
+// for misuse and 111 when the server cannot start, as tcpserver.
+func Main(args []string, stdout, stderr *os.File) int {
+	o, err := ParseArgs(args, os.LookupEnv, stderr)
+	switch {
+	case errors.Is(err, ErrHelp):
+		return 0
+	case err != nil:
+		io.WriteString(stderr, "qmail-tcpserver: "+err.Error()+"\n"+Usage+"\n")
+		return 100
+	}
+	// SIGTERM stops the server (not its children); SIGPIPE, when the log
+	// reader is gone, must not kill it. Caught, rather than ignored, so
+	// that the children start with both at their defaults.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	s, err := Listen(ctx, o, stderr, os.Environ())
+	if err != nil {
+		// Written even with -q: the server is not running, and the
+		// admin needs to know why.
+		io.WriteString(stderr, fatalText+err.Error()+"\n")
+		return 111
+	}
+	if o.PrintPort {
+		io.WriteString(stdout, strconv.Itoa(s.Port())+"\n")
+	}
+	detachStdio()
+	if err := s.Serve(ctx); err != nil {
+		io.WriteString(stderr, fatalText+"unable to accept: "+errText(err)+"\n")
+		return 111
+	}
+	return 0
+}
+
+// detachStdio points fd 0 and 1 at /dev/null, as tcpserver closes them:
+// whoever started the server (and read the port) must not be kept
+// waiting for the launcher's stdout to close.
+func detachStdio() {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	defer null.Close()
+	unix.Dup3(int(null.Fd()), 0, 0)
+	unix.Dup3(int(null.Fd()), 1, 0)
+}
