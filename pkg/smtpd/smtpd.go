@@ -18,6 +18,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -256,8 +257,10 @@ var errTooLong = errors.New("line too long")
 // a command line too, as in qmail. A longer line is read to its end and
 // reported as errTooLong.
 func (s *session) readLine(max int) (string, error) {
-	if err := s.w.Flush(); err != nil {
-		return "", err
+	if !s.lineBuffered() {
+		if err := s.w.Flush(); err != nil {
+			return "", err
+		}
 	}
 	var buf []byte
 	tooLong := false
@@ -284,6 +287,19 @@ func (s *session) readLine(max int) (string, error) {
 		line = line[:n-1]
 	}
 	return string(line), nil
+}
+
+// lineBuffered reports whether a whole line of input is already buffered:
+// the client pipelined it, so its reply can wait to go out with the next
+// ones in one write (RFC 2920). Replies are flushed before any read that
+// could block, so a client never waits for a reply that is held back.
+func (s *session) lineBuffered() bool {
+	n := s.r.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := s.r.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 func (s *session) readCommand() (string, error) {
