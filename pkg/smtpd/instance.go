@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -203,18 +204,34 @@ func trueProgram() string {
 	return "true"
 }
 
-// serverTLS loads control/servercert.pem, the certificate chain and its
-// private key in one file (the convention of qmail's TLS patch). No file,
-// no STARTTLS.
+// serverTLS offers TLS with control/servercert.pem, the certificate chain
+// and its private key in one file (the convention of qmail's TLS patch).
+// No file, no STARTTLS. The file is parsed only when a client starts TLS,
+// so a session that never does pays nothing for it; a file that cannot
+// be used fails that handshake and is named in the log.
 func serverTLS(path string) (*tls.Config, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	} else if err != nil {
+		return nil, err
 	}
-	cert, err := tls.LoadX509KeyPair(path, path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v (it must hold the certificate and its private key)", path, err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	var (
+		once sync.Once
+		cert tls.Certificate
+		cerr error
+	)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			once.Do(func() {
+				cert, cerr = tls.LoadX509KeyPair(path, path)
+				if cerr != nil {
+					cerr = fmt.Errorf("%s: %v (it must hold the certificate and its private key)", path, cerr)
+				}
+			})
+			return &cert, cerr
+		},
+	}, nil
 }
 
 // rcptHosts is qmail's rcpthosts test: the domain, lower-cased, and each
