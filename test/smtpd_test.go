@@ -6,12 +6,17 @@ import (
 	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/md5"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -237,6 +242,14 @@ func TestSMTPDRecipients(t *testing.T) {
 		}
 	}
 	c.cmd("QUIT", "221 ")
+
+	// With the percent hack on for our domain, user%elsewhere@ours is
+	// a route elsewhere: refused as a relay attempt, not queued.
+	os.WriteFile(filepath.Join(root, "control", "percenthack"), []byte("example.test\n"), 0o644)
+	c = dialSMTP(t, l.addr())
+	c.cmd("MAIL FROM:<someone@example.org>", "250 ok")
+	c.cmd("RCPT TO:<someone%elsewhere.example@example.test>", exact553)
+	c.cmd("RCPT TO:<joe@example.test>", "250 ok")
 }
 
 // TestSMTPDRelayGrants: RELAYCLIENT from the launcher and a
@@ -515,6 +528,112 @@ func TestSMTPDBigMessageMemory(t *testing.T) {
 	}
 }
 
+// TestSMTPDUnderInetd runs qmail-smtpd as inetd does: the socket on
+// fds 0, 1 and 2 and no TCP* variables. Nothing it logs may reach the
+// client, and the addresses come from the socket.
+func TestSMTPDUnderInetd(t *testing.T) {
+	root := smtpInstance(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		f, _ := conn.(*net.TCPConn).File()
+		conn.Close()
+		cmd := exec.Command(filepath.Join(root, "bin", "qmail-smtpd"))
+		cmd.Env = []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
+		err = cmd.Run()
+		f.Close()
+		done <- err
+	}()
+	c := dialSMTP(t, ln.Addr().String())
+	c.cmd("HELO client.example.org", "250 mx.example.com")
+	c.cmd("MAIL FROM:<someone@example.org>", "250 ok")
+	c.cmd("RCPT TO:<someone@elsewhere.example>", exact553)
+	c.cmd("RCPT TO:<nosuchuser@example.test>", "550 ")
+	c.cmd("RCPT TO:<joe@example.test>", "250 ok")
+	c.cmd("DATA", "354 ")
+	c.cmd("Subject: inetd\r\n\r\nhello\r\n.", "250 ok ")
+	c.cmd("QUIT", "221 mx.example.com")
+	if err := <-done; err != nil {
+		t.Fatalf("qmail-smtpd: %v", err)
+	}
+	q := injReadQueue(t, root)
+	if len(q) != 1 || !strings.Contains(q[0].mess, "(127.0.0.1)\n  by 127.0.0.1 with SMTP; ") {
+		t.Fatalf("queued: %+v", q)
+	}
+}
+
+// TestSMTPDOnPipes runs a session over pipes, as a launcher with pipes or
+// a test harness would: slow input is waited for, and timeoutsmtpd still
+// ends a silent session.
+func TestSMTPDOnPipes(t *testing.T) {
+	root := smtpInstance(t, nil)
+	os.WriteFile(filepath.Join(root, "control", "timeoutsmtpd"), []byte("1\n"), 0o644)
+	cmd := exec.Command(filepath.Join(root, "bin", "qmail-smtpd"))
+	cmd.Env = []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	r := bufio.NewReader(out)
+	read := func() string {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return l
+	}
+	if l := read(); l != "220 mx.example.com ESMTP\r\n" {
+		t.Fatalf("greeting %q", l)
+	}
+	time.Sleep(300 * time.Millisecond) // input arrives late, within the timeout
+	io.WriteString(in, "NOOP\r\n")
+	if l := read(); l != "250 ok\r\n" {
+		t.Fatalf("NOOP: %q", l)
+	}
+	start := time.Now()
+	if l := read(); l != "451 timeout (#4.4.2)\r\n" {
+		t.Fatalf("after silence: %q", l)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("timed out after %v, timeoutsmtpd is 1 s", d)
+	}
+	cmd.Wait()
+}
+
+// TestSMTPDAuthDabrowskiCommandLine: "qmail-smtpd HOSTNAME CHECKPROG
+// SUBPROG" (the older AUTH patch's form) works; HOSTNAME names the
+// CRAM-MD5 challenge's host.
+func TestSMTPDAuthDabrowskiCommandLine(t *testing.T) {
+	root := smtpInstance(t, nil)
+	l := listen(t, "tcpserver", root, nil, nil, "--submission", "auth.example.test", filepath.Join(root, "bin", "checkpassword"), "/bin/true")
+	c := dialSMTP(t, l.addr())
+	c.cmd("EHLO x", "250-")
+	ch := c.cmd("AUTH CRAM-MD5", "334 ")
+	challenge, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(ch, "334 "))
+	if !strings.HasSuffix(string(challenge), "@auth.example.test>") {
+		t.Errorf("challenge %q", challenge)
+	}
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("joe@example.test "+hmacMD5("pw", string(challenge)))), "235 ")
+}
+
 // TestSMTPDAuthFailsClosed: a checkpassword that is missing or crashes is
 // a temporary failure, never a login.
 func TestSMTPDAuthFailsClosed(t *testing.T) {
@@ -526,8 +645,18 @@ func TestSMTPDAuthFailsClosed(t *testing.T) {
 		l := listen(t, "tcpserver", root, nil, nil, "--submission", "--checkpassword", checker)
 		c := dialSMTP(t, l.addr())
 		c.cmd("EHLO x", "250-")
-		c.cmd("AUTH CRAM-MD5", "334 ")
-		c.cmd(base64.StdEncoding.EncodeToString([]byte("joe@example.test 00000000000000000000000000000000")), "454 ")
+		c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00joe@example.test\x00pw")), "538 ")
+		c.cmd("STARTTLS", "220 ")
+		tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+		c.conn, c.r = tc, bufio.NewReader(tc)
+		c.cmd("EHLO x", "250-")
+		c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00joe@example.test\x00pw")), "454 ")
 		c.cmd("MAIL FROM:<joe@example.test>", "530 5.7.0")
 	}
+}
+
+func hmacMD5(key, msg string) string {
+	m := hmac.New(md5.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -18,10 +18,14 @@ func (s *session) authMechanisms() []string {
 	if s.cfg.Auth == nil {
 		return nil
 	}
+	var mechs []string
 	if s.tls != nil || s.cfg.AuthPlaintext {
-		return []string{"LOGIN", "PLAIN", "CRAM-MD5"}
+		mechs = append(mechs, "LOGIN", "PLAIN")
 	}
-	return []string{"CRAM-MD5"}
+	if s.cfg.AuthCRAM {
+		mechs = append(mechs, "CRAM-MD5")
+	}
+	return mechs
 }
 
 func (s *session) offers(mech string) bool {
@@ -82,21 +86,24 @@ func (s *session) authCmd(arg string) error {
 		return err
 	}
 	ok, err := s.cfg.Auth.Check(user, secret, challenge)
-	if err != nil {
-		s.logf("event=auth-error mech=%s user=%q err=%q", mech, user, err.Error())
-		s.reply("454 oops, problem with child and I can't auth (#4.3.0)")
-		return nil
-	}
-	if !ok {
+	if err != nil || !ok {
+		// Each failure, the checker's own too (it must not answer
+		// faster than a wrong password, or tell users apart), waits
+		// longer before the answer, so guessing passwords through one
+		// connection is slow; a few end it.
 		s.authFail++
-		s.logf("event=auth-failed mech=%s user=%q failures=%d", mech, user, s.authFail)
-		// Each failure waits longer before the answer, so guessing
-		// passwords through one connection is slow; a few end it.
+		reply := "535 authentication failed (#5.7.1)"
+		if err != nil {
+			s.logf("event=auth-error mech=%s user=%q failures=%d err=%q", mech, user, s.authFail, err.Error())
+			reply = "454 oops, problem with child and I can't auth (#4.3.0)"
+		} else {
+			s.logf("event=auth-failed mech=%s user=%q failures=%d", mech, user, s.authFail)
+		}
 		if err := s.w.Flush(); err != nil {
 			return err
 		}
 		time.Sleep(failDelay(s.authFail))
-		s.refuse("535 authentication failed (#5.7.1)")
+		s.refuse(reply)
 		if s.authFail >= maxAuthFailures {
 			s.reply("421 too many failed authentications, closing connection (#4.7.0)")
 			s.w.Flush()

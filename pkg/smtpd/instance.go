@@ -42,6 +42,7 @@ func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 	submission := flags.Bool("submission", false, "port 587: AUTH required before MAIL; RELAYCLIENT and POP-before-SMTP grant nothing")
 	smtps := flags.Bool("smtps", false, "port 465: submission over implicit TLS")
 	checker := flags.String("checkpassword", "", "checkpassword program for AUTH (default: bin/checkpassword)")
+	cram := flags.Bool("cram", false, "offer CRAM-MD5 with a checker other than quail's checkpassword (it must verify CRAM-MD5 digests)")
 	help := flags.BoolP("help", "h", false, "show this help")
 	flags.SetInterspersed(false)
 	if err := flags.Parse(args); err != nil {
@@ -52,8 +53,18 @@ func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage+"\n"+flags.FlagUsages())
 		return 0
 	}
+	if stderrIsConnection() {
+		// inetd gives the socket on fd 2 too: a log line there would
+		// reach the client as a reply. Nothing is logged, and children
+		// get /dev/null.
+		stderr = io.Discard
+		if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+			syscall.Dup2(int(null.Fd()), 2)
+			null.Close()
+		}
+	}
 	root := control.Home()
-	cfg, err := loadConfig(root, flags.Args(), *checker)
+	cfg, err := loadConfig(root, flags.Args(), *checker, *cram)
 	if err != nil {
 		// qmail's reply when it cannot read its controls, then the cause
 		// for the admin in the log.
@@ -102,7 +113,7 @@ func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 
 // loadConfig reads what a session needs from the instance's control
 // files (reference §3.1).
-func loadConfig(root string, checkArgs []string, checker string) (Config, error) {
+func loadConfig(root string, checkArgs []string, checker string, cram bool) (Config, error) {
 	ctl := control.New(root)
 	var cfg Config
 	me, ok, err := ctl.Value("me")
@@ -163,7 +174,12 @@ func loadConfig(root string, checkArgs []string, checker string) (Config, error)
 		return cfg, err
 	}
 	cfg.RelayClient, cfg.HasRelayClient = os.LookupEnv("RELAYCLIENT")
-	cfg.Auth = authenticator(root, checkArgs, checker)
+	var host string
+	cfg.Auth, host, cfg.AuthCRAM = authenticator(root, checkArgs, checker)
+	cfg.AuthCRAM = cfg.Auth != nil && (cfg.AuthCRAM || cram)
+	if host != "" {
+		cfg.Hostname = host
+	}
 	lookup := &lazyLookup{root: root, ctl: ctl}
 	cfg.Recipient = lookup.recipient
 	cfg.SenderAllowed = lookup.senderAllowed
@@ -171,21 +187,55 @@ func loadConfig(root string, checkArgs []string, checker string) (Config, error)
 	return cfg, nil
 }
 
-// authenticator is the checkpassword program AUTH runs: the arguments
-// given as in qmail's AUTH patches (CHECKPROG SUBPROG...), else
-// --checkpassword, else the instance's own bin/checkpassword; each run
-// with "true" as its subprogram when none is given.
-func authenticator(root string, args []string, checker string) Authenticator {
+// authenticator is the checkpassword program AUTH runs: the operands as
+// in qmail's AUTH patches, "CHECKPROG SUBPROG..." (Hoffmann) or
+// "HOSTNAME CHECKPROG SUBPROG..." (Dabrowski, whose HOSTNAME names the
+// CRAM-MD5 challenge's host), else --checkpassword, else the instance's
+// own bin/checkpassword; each run with true as its subprogram when none
+// is given. cram reports whether the checker is quail's checkpassword,
+// which can verify CRAM-MD5 (djb's cannot).
+func authenticator(root string, args []string, checker string) (a Authenticator, host string, cram bool) {
+	own := filepath.Join(root, "bin", "checkpassword")
 	if len(args) > 0 {
-		return Checkpassword{Args: withSubprogram(args)}
+		if len(args) >= 3 && lookPath(args[0]) == "" && lookPath(args[1]) != "" {
+			host, args = args[0], args[1:]
+		}
+		if p := lookPath(args[0]); p != "" {
+			args = append([]string{p}, args[1:]...)
+		} // else running it fails, and AUTH fails closed with 454
+		return Checkpassword{Args: withSubprogram(args)}, host, args[0] == own
 	}
 	if checker == "" {
-		checker = filepath.Join(root, "bin", "checkpassword")
+		checker = own
 		if _, err := os.Stat(checker); err != nil {
-			return nil
+			return nil, "", false
 		}
 	}
-	return Checkpassword{Args: withSubprogram([]string{checker})}
+	return Checkpassword{Args: withSubprogram([]string{checker})}, "", filepath.Clean(checker) == own
+}
+
+// lookPath finds an executable as execvp would: a name with a slash as
+// it is, else in $PATH. "" when there is none.
+func lookPath(name string) string {
+	exe := func(p string) bool {
+		st, err := os.Stat(p)
+		return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+	}
+	if strings.Contains(name, "/") {
+		if exe(name) {
+			return name
+		}
+		return ""
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if dir == "" {
+			dir = "."
+		}
+		if p := filepath.Join(dir, name); exe(p) {
+			return p
+		}
+	}
+	return ""
 }
 
 func withSubprogram(args []string) []string {
@@ -210,11 +260,17 @@ func trueProgram() string {
 // so a session that never does pays nothing for it; a file that cannot
 // be used fails that handshake and is named in the log.
 func serverTLS(path string) (*tls.Config, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
-	} else if err != nil {
-		return nil, err
 	}
+	if err != nil {
+		// Most often qmaild may not read it: say so, and offer no TLS
+		// rather than a handshake bound to fail.
+		fmt.Fprintf(os.Stderr, "qmail-smtpd: %v; STARTTLS not offered (the file must be readable by qmail-smtpd's account)\n", err)
+		return nil, nil
+	}
+	f.Close()
 	var (
 		once sync.Once
 		cert tls.Certificate
@@ -395,12 +451,28 @@ func (l *lazyLookup) senderAllowed(user, sender string) (bool, error) {
 
 // stdioConn is the connection on fd 0 and 1: the socket itself when fd 0
 // is one (tcpserver and inetd give the same socket on both), else the two
-// descriptors joined.
+// descriptors joined, made non-blocking so that timeouts work on them too.
 func stdioConn(in, out *os.File) (net.Conn, error) {
-	if c, err := net.FileConn(in); err == nil {
-		return c, nil
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(in.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("fd 0: %v", err)
 	}
-	return pipeConn{in, out}, nil
+	if st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
+		return net.FileConn(in)
+	}
+	for _, f := range []*os.File{in, out} {
+		if err := syscall.SetNonblock(int(f.Fd()), true); err != nil {
+			return nil, err
+		}
+	}
+	return pipeConn{os.NewFile(in.Fd(), "stdin"), os.NewFile(out.Fd(), "stdout")}, nil
+}
+
+// stderrIsConnection reports whether fd 2 is a socket, as inetd leaves
+// it: the client's connection.
+func stderrIsConnection() bool {
+	var st syscall.Stat_t
+	return syscall.Fstat(2, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFSOCK
 }
 
 // pipeConn is a connection over two files that are not a socket, as in

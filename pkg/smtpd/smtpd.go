@@ -132,6 +132,9 @@ type Config struct {
 	TLS *tls.Config
 	// AuthPlaintext offers PLAIN and LOGIN without TLS.
 	AuthPlaintext bool
+	// AuthCRAM offers CRAM-MD5: only a checker that knows the secret
+	// (quail's checkpassword) can verify it.
+	AuthCRAM bool
 	// Auth checks credentials; nil offers no AUTH.
 	Auth Authenticator
 
@@ -236,7 +239,9 @@ func (s *session) reply(format string, args ...any) {
 }
 
 // refuse replies and counts a refused command: a client that does
-// nothing right for long is cut off.
+// nothing right for long is cut off. Refused recipients and messages are
+// not counted: a list's post with many stale addresses must still reach
+// the valid ones.
 func (s *session) refuse(text string) {
 	s.reply("%s", text)
 	s.errors++
@@ -447,18 +452,18 @@ func (s *session) rcptCmd(arg string) {
 		return
 	}
 	if s.badMail {
-		s.refuse("553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)")
+		s.reply("%s", "553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)")
 		return
 	}
 	if len(s.rcpts) >= s.cfg.MaxRcpt {
-		s.refuse("452 sorry, too many recipients (#4.5.3)")
+		s.reply("%s", "452 sorry, too many recipients (#4.5.3)")
 		return
 	}
 	addr := s.localIP(p.addr)
 	reply, ok := s.checkRecipient(addr)
 	if !ok {
 		s.logf("event=refused sender=%q rcpt=%q reply=%q", s.sender, addr, reply)
-		s.refuse(reply)
+		s.reply("%s", reply)
 		return
 	}
 	if s.relayClient() {
@@ -525,16 +530,18 @@ func (s *session) checkRecipient(addr string) (string, bool) {
 			return "451 sorry, I can't check that recipient right now (#4.3.0)", false
 		}
 	}
-	if !ours && !relay {
+	if !ours {
+		if relay {
+			return "", true
+		}
 		return relayRefused, false
 	}
-	if relay {
-		return "", true
-	}
-	// Mail for one of our domains from anyone: the local part must not
-	// hide another address (a quoted "user@elsewhere"@ourdomain), and the
+	// Mail for one of our domains, from anyone (a client that may relay
+	// too: a bounce of what we accepted would go to a sender nobody
+	// checked): the local part must not hide another address (a quoted
+	// "user@elsewhere"@ourdomain) unless the client may relay, and the
 	// mailbox must exist.
-	if strings.IndexByte(local, '@') >= 0 {
+	if strings.IndexByte(local, '@') >= 0 && !relay {
 		return relayRefused, false
 	}
 	if s.cfg.Recipient == nil {
@@ -547,7 +554,7 @@ func (s *session) checkRecipient(addr string) (string, bool) {
 		return "451 sorry, I can't check that recipient right now (#4.3.0)", false
 	case verdict == NoMailbox:
 		return "550 sorry, no mailbox here by that name (#5.1.1)", false
-	case verdict == Relay:
+	case verdict == Relay && !relay:
 		return relayRefused, false
 	}
 	return "", true
@@ -589,16 +596,16 @@ func (s *session) dataCmd(arg string) error {
 	switch {
 	case res.hops >= maxHops:
 		qq.Abort()
-		s.refuse("554 too many hops, this message is looping (#5.4.6)")
+		s.reply("%s", "554 too many hops, this message is looping (#5.4.6)")
 		return nil
 	case res.tooBig:
 		qq.Abort()
 		s.logf("event=refused sender=%q reason=databytes", s.sender)
-		s.refuse("552 sorry, that message size exceeds my databytes limit (#5.3.4)")
+		s.reply("%s", "552 sorry, that message size exceeds my databytes limit (#5.3.4)")
 		return nil
 	case res.longLine:
 		qq.Abort()
-		s.refuse("554 sorry, the message has a line longer than 1000 octets (#5.6.0)")
+		s.reply("%s", "554 sorry, the message has a line longer than 1000 octets (#5.6.0)")
 		return nil
 	}
 	if err := w.Flush(); err != nil {

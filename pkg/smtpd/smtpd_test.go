@@ -177,8 +177,10 @@ func TestEHLO(t *testing.T) {
 		nots  []string
 	}{
 		{"plain", func(c *Config) {}, []string{"250-PIPELINING", "250-8BITMIME", "250-SMTPUTF8", "250 SIZE 20971520"}, []string{"STARTTLS", "AUTH"}},
-		{"auth without TLS", func(c *Config) { c.Auth = &fakeAuth{} }, []string{"250 AUTH CRAM-MD5"}, []string{"PLAIN", "STARTTLS"}},
-		{"auth plaintext allowed", func(c *Config) { c.Auth = &fakeAuth{}; c.AuthPlaintext = true }, []string{"250 AUTH LOGIN PLAIN CRAM-MD5"}, nil},
+		{"auth without TLS", func(c *Config) { c.Auth, c.AuthCRAM = &fakeAuth{}, true }, []string{"250 AUTH CRAM-MD5"}, []string{"PLAIN", "STARTTLS"}},
+		{"auth without TLS or CRAM", func(c *Config) { c.Auth = &fakeAuth{} }, nil, []string{"AUTH", "STARTTLS"}},
+		{"auth plaintext allowed", func(c *Config) { c.Auth, c.AuthCRAM = &fakeAuth{}, true; c.AuthPlaintext = true }, []string{"250 AUTH LOGIN PLAIN CRAM-MD5"}, nil},
+		{"auth plaintext, no CRAM", func(c *Config) { c.Auth = &fakeAuth{}; c.AuthPlaintext = true }, []string{"250 AUTH LOGIN PLAIN"}, []string{"CRAM"}},
 		{"tls", func(c *Config) { c.TLS = testTLS(t) }, []string{"250 STARTTLS"}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -402,7 +404,7 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 func TestAuth(t *testing.T) {
 	cfgWith := func(a Authenticator, mode Mode) Config {
 		cfg := testConfig(&fakeQueue{})
-		cfg.Auth, cfg.AuthPlaintext, cfg.Mode = a, true, mode
+		cfg.Auth, cfg.AuthPlaintext, cfg.AuthCRAM, cfg.Mode = a, true, true, mode
 		return cfg
 	}
 	t.Run("PLAIN then relay and own-domain sender", func(t *testing.T) {
@@ -606,7 +608,7 @@ func TestSTARTTLSDiscardsPipelinedCommands(t *testing.T) {
 	q := &fakeQueue{}
 	cfg := testConfig(q)
 	cfg.TLS = testTLS(t)
-	cfg.Auth, cfg.Mode = &fakeAuth{}, Submission
+	cfg.Auth, cfg.AuthCRAM, cfg.Mode = &fakeAuth{}, true, Submission
 	server, client := net.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- Serve(server, cfg); server.Close() }()
@@ -677,4 +679,87 @@ func TestSMTPS(t *testing.T) {
 		t.Errorf("MAIL before AUTH on smtps: %q", line)
 	}
 	tc.Close()
+}
+
+// TestSTARTTLSForgetsAuth: RFC 3207 §4.2, nothing learned before TLS
+// survives it, a login least of all.
+func TestSTARTTLSForgetsAuth(t *testing.T) {
+	cfg := testConfig(&fakeQueue{})
+	cfg.TLS, cfg.Auth, cfg.AuthPlaintext, cfg.Mode = testTLS(t), &fakeAuth{}, true, Submission
+	server, client := net.Pipe()
+	go func() { Serve(server, cfg); server.Close() }()
+	defer client.Close()
+	r := bufio.NewReader(client)
+	read := func(r *bufio.Reader) string {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return line
+	}
+	read(r)
+	io.WriteString(client, "AUTH PLAIN "+plain("", "joe@example.test", "secret")+"\r\n")
+	if l := read(r); !strings.HasPrefix(l, "235 ") {
+		t.Fatalf("AUTH: %q", l)
+	}
+	io.WriteString(client, "STARTTLS\r\n")
+	if l := read(r); !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("STARTTLS: %q", l)
+	}
+	tc := tls.Client(client, &tls.Config{InsecureSkipVerify: true})
+	tr := bufio.NewReader(tc)
+	io.WriteString(tc, "MAIL FROM:<joe@example.test>\r\n")
+	if l := read(tr); !strings.HasPrefix(l, "530 5.7.0") {
+		t.Errorf("MAIL inside TLS after a login before it: %q", l)
+	}
+}
+
+// TestRefusedRecipientsKeepTheTransaction: many unknown recipients in a
+// row (a list post with stale addresses) neither end the session nor
+// lose the valid ones.
+func TestRefusedRecipientsKeepTheTransaction(t *testing.T) {
+	q := &fakeQueue{}
+	steps := []step{{"MAIL FROM:<list@example.org>\r\n", "250 ok"}}
+	for i := 0; i < 3*maxErrors; i++ {
+		steps = append(steps, step{"RCPT TO:<nobody@example.test>\r\n", "550 sorry, no mailbox here by that name (#5.1.1)"})
+	}
+	steps = append(steps, step{"RCPT TO:<joe@example.test>\r\n", "250 ok"},
+		step{"DATA\r\n", "354 go ahead"}, step{"hi\r\n.\r\n", "~^250 ok"})
+	runSteps(t, testConfig(q), steps)
+	if len(q.messages) != 1 {
+		t.Errorf("%d messages queued", len(q.messages))
+	}
+}
+
+// TestRelayClientsStillNeedMailboxes: a client that may relay still
+// cannot make us accept mail for an address of ours that does not exist.
+func TestRelayClientsStillNeedMailboxes(t *testing.T) {
+	cfg := testConfig(&fakeQueue{})
+	cfg.RelayClient, cfg.HasRelayClient = "", true
+	runSteps(t, cfg, []step{
+		{"MAIL FROM:<a@example.org>\r\n", "250 ok"},
+		{"RCPT TO:<nobody@example.test>\r\n", "550 sorry, no mailbox here by that name (#5.1.1)"},
+		{"RCPT TO:<user%elsewhere.example@example.test>\r\n", "250 ok"},
+		{"RCPT TO:<x@elsewhere.example>\r\n", "250 ok"},
+	})
+}
+
+// TestAuthFailuresSlowDown: each failure, the checker's own included,
+// waits one FailDelay longer than the one before.
+func TestAuthFailuresSlowDown(t *testing.T) {
+	FailDelay = 40 * time.Millisecond
+	defer func() { FailDelay = 0 }()
+	for _, a := range []*fakeAuth{{}, {err: errors.New("checker crashed")}} {
+		cfg := testConfig(&fakeQueue{})
+		cfg.Auth, cfg.AuthPlaintext = a, true
+		start := time.Now()
+		runSteps(t, cfg, []step{
+			{"AUTH PLAIN " + plain("", "joe@example.test", "wrong") + "\r\n", "~^(535|454) "},
+			{"AUTH PLAIN " + plain("", "joe@example.test", "wrong") + "\r\n", "~^(535|454) "},
+			{"AUTH PLAIN " + plain("", "joe@example.test", "wrong") + "\r\n", "~^(535|454) "},
+		})
+		if d := time.Since(start); d < 6*FailDelay {
+			t.Errorf("three failures (checker error %v) took %v, want at least %v", a.err, d, 6*FailDelay)
+		}
+	}
 }

@@ -34,7 +34,10 @@ func (s *session) startTLS(arg string) error {
 	st := tc.ConnectionState()
 	s.tls, s.conn = &st, tc
 	s.setIO()
+	// RFC 3207 §4.2: forget everything learned before TLS, the
+	// authentication too, or a man in the middle could log in as himself
+	// before the client's STARTTLS and have its session.
 	s.resetTransaction()
-	s.helo, s.ehlo = "", false
+	s.helo, s.ehlo, s.authUser = "", false, ""
 	return nil
 }
