@@ -53,10 +53,12 @@ func Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, error) {
 //
 //  1. create tmp/NAME with O_EXCL under a unique NAME;
 //  2. write prefix, then copy msg through a fixed buffer (never holding it
-//     whole);
+//     whole), counting its size and its size with CRLF line ends;
 //  3. fsync and close the file;
-//  4. link it to new/NAME (a fresh NAME if that exists; rename where the
-//     file system has no hard links), then remove tmp/NAME;
+//  4. link it to new/NAME,S=SIZE,W=CRLFSIZE (Dovecot's convention, so a
+//     POP3 server lists sizes without reading messages; see NameSizes; a
+//     fresh NAME if that exists; rename where the file system has no hard
+//     links), then remove tmp/NAME;
 //  5. fsync new/, so the new name survives a power loss.
 //
 // The message is in new/ and durable once Deliver returns nil, and never
@@ -126,7 +128,8 @@ func (w *Writer) Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, er
 		return Delivery{}, &Error{Kind: KindWrite, Dir: dir, Op: "close", Err: err}
 	}
 
-	newName := name
+	suffix := sizeSuffix(&out.count)
+	newName := name + suffix
 	for try := 0; ; try++ {
 		err = w.linkNew(tmpPath, filepath.Join(newDir, newName))
 		if err == nil {
@@ -135,7 +138,7 @@ func (w *Writer) Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, er
 		if errors.Is(err, fs.ErrExist) && try < 2 {
 			// link never replaces: a file of that name arrived in new/
 			// by another route. Take another name.
-			newName = uniqueName(w.clock(), host)
+			newName = uniqueName(w.clock(), host) + suffix
 			continue
 		}
 		return Delivery{}, fail(dir, "link", err)
@@ -210,14 +213,16 @@ func (e *notMaildir) Unwrap() []error { return []error{ErrNotMaildir, e.err} }
 // fileWriter counts what reaches the file and remembers a write error, so
 // that a failed copy can be told apart: the message's reader or the disk.
 type fileWriter struct {
-	f   *os.File
-	n   int64
-	err error
+	f     *os.File
+	n     int64
+	count Counter
+	err   error
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.n += int64(n)
+	w.count.Write(p[:n])
 	if err != nil {
 		w.err = err
 	}
@@ -259,10 +264,10 @@ var defaultHost = sync.OnceValue(func() string {
 })
 
 // escapeHost makes a host name safe in a Maildir name: the Maildir
-// specification writes '/' as \057 and ':' as \072; quail also writes '\'
-// and every byte outside printable ASCII in the same octal form, so that
-// the name (and the UIDL made from it) is one printable word. An empty
-// host becomes "localhost".
+// specification writes '/' as \057 and ':' as \072; quail also writes '\',
+// ',' (which starts the ",S=" size fields) and every byte outside
+// printable ASCII in the same octal form, so that the name (and the UIDL
+// made from it) is one printable word. An empty host becomes "localhost".
 func escapeHost(h string) string {
 	if h == "" {
 		return "localhost"
@@ -290,5 +295,5 @@ func escapeHost(h string) string {
 }
 
 func needsEscape(c byte) bool {
-	return c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '\\'
+	return c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '\\' || c == ','
 }

@@ -49,7 +49,7 @@ func checkEmpty(tb testing.TB, dir, sub string) {
 	}
 }
 
-var nameRE = regexp.MustCompile(`^([0-9]+)\.M([0-9]{6})P([0-9]+)Q([0-9]+)\.(.+)$`)
+var nameRE = regexp.MustCompile(`^([0-9]+)\.M([0-9]{6})P([0-9]+)Q([0-9]+)\.([^,]+),S=([0-9]+)(?:,W=([0-9]+))?$`)
 
 func TestDeliverContent(t *testing.T) {
 	dir := newMaildir(t)
@@ -78,7 +78,11 @@ func TestDeliverContent(t *testing.T) {
 	}
 	m := nameRE.FindStringSubmatch(strings.TrimPrefix(d.Name, "new/"))
 	if m == nil {
-		t.Fatalf("name %q does not match SECONDS.MUSECPpidQn.host", d.Name)
+		t.Fatalf("name %q does not match SECONDS.MUSECPpidQn.host,S=size", d.Name)
+	}
+	// The body has no final newline, so the name has no W=.
+	if m[6] != strconv.Itoa(len(want)) || m[7] != "" {
+		t.Errorf("name %q: want S=%d and no W=", d.Name, len(want))
 	}
 	if sec, _ := strconv.ParseInt(m[1], 10, 64); sec < before.Unix() || sec > time.Now().Unix() {
 		t.Errorf("seconds %s not the delivery time", m[1])
@@ -423,19 +427,19 @@ func TestDeliverNameTaken(t *testing.T) {
 		return fmt.Sprintf("1700000000.M000000P%dQ%d.h", os.Getpid(), q)
 	}
 	os.WriteFile(filepath.Join(dir, "tmp", name(next+1)), []byte("other tmp"), 0o600)
-	os.WriteFile(filepath.Join(dir, "new", name(next+2)), []byte("other new"), 0o600)
+	os.WriteFile(filepath.Join(dir, "new", name(next+2)+",S=4"), []byte("other new"), 0o600)
 	w := Writer{Hostname: "h", now: func() time.Time { return stopped }}
 	d, err := w.Deliver(dir, strings.NewReader("mine"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "new/" + name(next+3); d.Name != want {
+	if want := "new/" + name(next+3) + ",S=4"; d.Name != want {
 		t.Errorf("Name = %s, want %s (the counter moved past the taken names)", d.Name, want)
 	}
 	for p, want := range map[string]string{
-		"tmp/" + name(next+1): "other tmp",
-		"new/" + name(next+2): "other new",
-		d.Name:                "mine",
+		"tmp/" + name(next+1):          "other tmp",
+		"new/" + name(next+2) + ",S=4": "other new",
+		d.Name:                         "mine",
 	} {
 		if got, _ := os.ReadFile(filepath.Join(dir, p)); string(got) != want {
 			t.Errorf("%s holds %q, want %q", p, got, want)
@@ -466,6 +470,7 @@ func TestEscapeHost(t *testing.T) {
 		{"mx.example.com", "mx.example.com"},
 		{"", "localhost"},
 		{"a/b:c", `a\057b\072c`},
+		{"a,S=1", `a\054S=1`},
 		{`back\slash`, `back\134slash`},
 		{"sp ace\nnl\x7f\xff", `sp\040ace\012nl\177\377`},
 	}
