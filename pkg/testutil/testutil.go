@@ -83,7 +83,7 @@ func Bin(tb testing.TB) string {
 		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		cmd := exec.Command("go", "build", "-buildvcs=false", "-o", binDir+"/", "./cmd/...")
 		cmd.Dir = ModuleRoot(tb)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as scripts/build makes them
 		buildOut, buildErr = cmd.CombinedOutput()
