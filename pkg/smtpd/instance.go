@@ -22,6 +22,7 @@ import (
 	"github.com/quail-mta/quail/pkg/popgrant"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/qq"
+	"github.com/quail-mta/quail/pkg/ratelimit"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/routing"
 	"github.com/quail-mta/quail/pkg/users"
@@ -183,6 +184,10 @@ func loadConfig(root string, checkArgs []string, checker string, cram bool) (Con
 	lookup := &lazyLookup{root: root, ctl: ctl}
 	cfg.Recipient = lookup.recipient
 	cfg.SenderAllowed = lookup.senderAllowed
+	cfg.Contract = lookup.contract
+	cfg.ReceiveCheck = lookup.receiveCheck
+	cfg.SendCheck = lookup.sendCheck
+	cfg.Accepted = lookup.accepted
 	cfg.Queue = func() (Injector, error) { return qq.Start(root) }
 	return cfg, nil
 }
@@ -362,6 +367,9 @@ type lazyLookup struct {
 	table    *routing.Table
 	resolver *recipient.Resolver
 	err      error
+	rates    *ratelimit.Table
+	ratesErr error
+	ratesSet bool
 }
 
 func (l *lazyLookup) load() error {
@@ -524,4 +532,89 @@ func addrIP(a net.Addr) string {
 		return ""
 	}
 	return ap.Addr().Unmap().String()
+}
+
+// contract names the hosted domain that domain's mail goes to (the domain
+// itself, or what virtualdomains maps an alias to), "" when it is not a
+// hosted contract's.
+func (l *lazyLookup) contract(domain string) string {
+	if l.load() != nil {
+		return ""
+	}
+	channel, routed := l.table.Route("x@" + domain)
+	if channel != routing.Local {
+		return ""
+	}
+	local, _ := splitAddr(routed)
+	prefix, rest, ok := strings.Cut(local, "-")
+	if !ok || rest != "x" || prefix == "" {
+		return ""
+	}
+	prefix = strings.ToLower(prefix)
+	if st, err := os.Stat(filepath.Join(l.root, "domains", prefix)); err != nil || !st.IsDir() {
+		return ""
+	}
+	return prefix
+}
+
+// limitsFor reads control/ratelimits once per session.
+func (l *lazyLookup) limitsFor(contract string) (ratelimit.Limits, error) {
+	if !l.ratesSet {
+		l.rates, l.ratesErr = ratelimit.Load(l.ctl)
+		l.ratesSet = true
+	}
+	if l.ratesErr != nil {
+		return ratelimit.Limits{}, l.ratesErr
+	}
+	return l.rates.For(contract), nil
+}
+
+const replyRate = "423 sorry, that message exceeds my limit"
+
+func (l *lazyLookup) rateCheck(contract string, d ratelimit.Direction) (string, error) {
+	lim, err := l.limitsFor(contract)
+	if err != nil {
+		return "", err
+	}
+	blocked, err := ratelimit.Blocked(l.root, contract, d, lim, time.Now())
+	if err != nil || !blocked {
+		return "", err
+	}
+	return replyRate, nil
+}
+
+// receiveCheck is a recipient contract's rate limit.
+func (l *lazyLookup) receiveCheck(contract string, size int64) (string, error) {
+	return l.rateCheck(contract, ratelimit.Receive)
+}
+
+func (l *lazyLookup) sendCheck(contract string) (string, error) {
+	return l.rateCheck(contract, ratelimit.Send)
+}
+
+// accepted counts a queued message: once for the sending contract, once
+// for each recipient contract.
+func (l *lazyLookup) accepted(send string, rcpts []string) error {
+	now := time.Now()
+	var first error
+	count := func(c string, d ratelimit.Direction) {
+		lim, err := l.limitsFor(c)
+		if err == nil {
+			err = ratelimit.Count(l.root, c, d, lim, 1, now)
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("counting %s: %w", c, err)
+		}
+	}
+	if send != "" {
+		count(send, ratelimit.Send)
+	}
+	seen := map[string]bool{}
+	for _, c := range rcpts {
+		if !seen[c] {
+			seen[c] = true
+			count(c, ratelimit.Receive)
+		}
+	}
+	return first
 }

@@ -128,6 +128,17 @@ type Config struct {
 	// sender's domain.
 	SenderAllowed func(user, sender string) (bool, error)
 
+	// Contract names the hosting contract a domain belongs to, "" for
+	// none; nil: no contracts, so no quota or rate limits.
+	Contract func(domain string) string
+	// ReceiveCheck and SendCheck give the refusal for a message of size
+	// bytes (0: not known yet) to or from a contract: its disk quota
+	// and its rate limits. "" accepts.
+	ReceiveCheck func(contract string, size int64) (string, error)
+	SendCheck    func(contract string) (string, error)
+	// Accepted counts a queued message against its contracts' rates.
+	Accepted func(sendContract string, rcptContracts []string) error
+
 	// TLS, when non-nil, offers STARTTLS (and is what SMTPS uses).
 	TLS *tls.Config
 	// AuthPlaintext offers PLAIN and LOGIN without TLS.
@@ -170,6 +181,11 @@ type session struct {
 	params   mailParams
 	badMail  bool
 	rcpts    []string
+	// The hosting contracts the transaction counts against (SPEC §8):
+	// the sender's, when it is one of ours and the client vouched for
+	// it, and each recipient's.
+	sendContract  string
+	rcptContracts []string
 	errors   int
 	authFail int
 }
@@ -396,6 +412,7 @@ func (s *session) ehloReply() {
 
 func (s *session) resetTransaction() {
 	s.mail, s.sender, s.params, s.badMail, s.rcpts = false, "", mailParams{}, false, nil
+	s.sendContract, s.rcptContracts = "", nil
 }
 
 func (s *session) mailCmd(arg string) {
@@ -432,6 +449,7 @@ func (s *session) mailCmd(arg string) {
 	}
 	s.resetTransaction()
 	s.mail, s.sender, s.params = true, p.addr, mp
+	s.sendContract = s.senderContract(p.addr)
 	s.badMail = s.cfg.BadMailFrom != nil && s.cfg.BadMailFrom(p.addr)
 	s.errors = 0
 	s.reply("250 ok")
@@ -465,6 +483,20 @@ func (s *session) rcptCmd(arg string) {
 		s.logf("event=refused sender=%q rcpt=%q reply=%q", s.sender, addr, reply)
 		s.reply("%s", reply)
 		return
+	}
+	contract, reply, err := s.limits(addr, s.params.size)
+	if err != nil {
+		s.logf("event=error what=limits rcpt=%q err=%q", addr, err.Error())
+		s.reply("451 sorry, I can't check that recipient right now (#4.3.0)")
+		return
+	}
+	if reply != "" {
+		s.logf("event=refused sender=%q rcpt=%q reply=%q", s.sender, addr, reply)
+		s.reply("%s", reply)
+		return
+	}
+	if contract != "" {
+		s.rcptContracts = append(s.rcptContracts, contract)
 	}
 	if s.relayClient() {
 		addr += s.cfg.RelayClient
@@ -612,6 +644,18 @@ func (s *session) dataCmd(arg string) error {
 		// The queue program stopped reading; its exit status says why.
 		_ = err
 	}
+	// Quota and rates again, now that the size is known and time has
+	// passed: the first refusal stops the message.
+	if reply, err := s.recheck(res.size); err != nil || reply != "" {
+		qq.Abort()
+		if err != nil {
+			s.logf("event=error what=limits err=%q", err.Error())
+			reply = "451 sorry, I can't check the limits right now (#4.3.0)"
+		}
+		s.logf("event=refused sender=%q reply=%q", s.sender, reply)
+		s.reply("%s", reply)
+		return nil
+	}
 	if err := qq.Finish(env); err != nil {
 		var text string
 		var perm bool
@@ -630,6 +674,12 @@ func (s *session) dataCmd(arg string) error {
 		s.reply("%d %s", code, text)
 		return nil
 	}
+	if s.cfg.Accepted != nil {
+		// The message is queued: trouble counting it is only logged.
+		if err := s.cfg.Accepted(s.sendContract, s.rcptContracts); err != nil {
+			s.logf("event=error what=ratelimit err=%q", err.Error())
+		}
+	}
 	now := s.cfg.Now()
 	s.logf("event=accepted sender=%q rcpts=%d bytes=%d qp=%d", s.sender, len(env.Recipients), res.size, qq.Pid())
 	s.reply("250 ok %d qp %d", now.Unix(), qq.Pid())
@@ -641,4 +691,76 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// senderContract is the contract a message is sent by: the authenticated
+// user's, else, for a client allowed to relay (RELAYCLIENT, a POP3 login),
+// the sender domain's. A sender anyone can write on port 25 counts
+// against nobody's allowance, or an outsider could use it up.
+func (s *session) senderContract(sender string) string {
+	if s.cfg.Contract == nil {
+		return ""
+	}
+	if s.authUser != "" {
+		user := s.authUser
+		if !strings.Contains(user, "@") {
+			if i := strings.LastIndexByte(user, '%'); i >= 0 {
+				user = user[:i] + "@" + user[i+1:]
+			}
+		}
+		_, d := splitAddr(user)
+		return s.cfg.Contract(d)
+	}
+	if relay, err := s.mayRelay(); err == nil && relay {
+		_, d := splitAddr(sender)
+		if d != "" {
+			return s.cfg.Contract(d)
+		}
+	}
+	return ""
+}
+
+// limits checks a recipient's and the sender's contracts: quota and
+// receive rate for the first, send rate for the second.
+func (s *session) limits(addr string, size int64) (contract, reply string, err error) {
+	if s.cfg.Contract == nil {
+		return "", "", nil
+	}
+	if size < 0 {
+		size = 0
+	}
+	if s.sendContract != "" && s.cfg.SendCheck != nil {
+		if reply, err := s.cfg.SendCheck(s.sendContract); err != nil || reply != "" {
+			return "", reply, err
+		}
+	}
+	_, d := splitAddr(addr)
+	if d == "" {
+		return "", "", nil
+	}
+	contract = s.cfg.Contract(d)
+	if contract != "" && s.cfg.ReceiveCheck != nil {
+		reply, err = s.cfg.ReceiveCheck(contract, size)
+	}
+	return contract, reply, err
+}
+
+// recheck runs the contracts' checks again at the end of DATA.
+func (s *session) recheck(size int64) (string, error) {
+	if s.sendContract != "" && s.cfg.SendCheck != nil {
+		if reply, err := s.cfg.SendCheck(s.sendContract); err != nil || reply != "" {
+			return reply, err
+		}
+	}
+	seen := map[string]bool{}
+	for _, c := range s.rcptContracts {
+		if seen[c] || s.cfg.ReceiveCheck == nil {
+			continue
+		}
+		seen[c] = true
+		if reply, err := s.cfg.ReceiveCheck(c, size); err != nil || reply != "" {
+			return reply, err
+		}
+	}
+	return "", nil
 }

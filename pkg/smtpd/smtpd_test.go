@@ -763,3 +763,64 @@ func TestAuthFailuresSlowDown(t *testing.T) {
 		}
 	}
 }
+
+// TestContractLimits: quota and rate refusals at RCPT, again at the end
+// of DATA, and the count of what was accepted.
+func TestContractLimits(t *testing.T) {
+	q := &fakeQueue{}
+	cfg := testConfig(q)
+	cfg.Auth, cfg.AuthPlaintext = &fakeAuth{}, true
+	var full, sendBlocked bool
+	var counted []string
+	cfg.Contract = func(d string) string {
+		if strings.HasSuffix(strings.ToLower(d), "example.test") {
+			return "example.test"
+		}
+		return ""
+	}
+	cfg.ReceiveCheck = func(c string, size int64) (string, error) {
+		if full || size > 1000 {
+			return "452 sorry, mailbox is full (#4.5.2)", nil
+		}
+		return "", nil
+	}
+	cfg.SendCheck = func(c string) (string, error) {
+		if sendBlocked {
+			return "423 sorry, that message exceeds my limit", nil
+		}
+		return "", nil
+	}
+	cfg.Accepted = func(send string, rcpts []string) error {
+		counted = append(counted, send+">"+strings.Join(rcpts, ","))
+		return nil
+	}
+	runSteps(t, cfg, []step{
+		{"MAIL FROM:<a@example.org> SIZE=5000\r\n", "250 ok"},
+		{"RCPT TO:<joe@example.test>\r\n", "452 sorry, mailbox is full (#4.5.2)"},
+		{"MAIL FROM:<a@example.org>\r\n", "250 ok"},
+		{"RCPT TO:<joe@example.test>\r\n", "250 ok"},
+		{"DATA\r\n", "354 go ahead"},
+		{strings.Repeat("0123456789\r\n", 100) + ".\r\n", "452 sorry, mailbox is full (#4.5.2)"},
+		{"MAIL FROM:<a@example.org>\r\n", "250 ok"},
+		{"RCPT TO:<joe@example.test>\r\n", "250 ok"},
+		{"DATA\r\n", "354 go ahead"},
+		{"small\r\n.\r\n", "~^250 ok"},
+		{"AUTH PLAIN " + plain("", "joe@example.test", "secret") + "\r\n", "235 ok, go ahead (#2.0.0)"},
+		{"MAIL FROM:<joe@example.test>\r\n", "250 ok"},
+		{"RCPT TO:<x@elsewhere.example>\r\n", "250 ok"},
+		{"DATA\r\n", "354 go ahead"},
+		{"out\r\n.\r\n", "~^250 ok"},
+	})
+	if want := []string{">example.test", "example.test>"}; strings.Join(counted, " ") != strings.Join(want, " ") {
+		t.Errorf("counted %q, want %q", counted, want)
+	}
+	if len(q.messages) != 2 || q.aborted != 1 {
+		t.Errorf("%d queued, %d aborted", len(q.messages), q.aborted)
+	}
+	sendBlocked = true
+	runSteps(t, cfg, []step{
+		{"AUTH PLAIN " + plain("", "joe@example.test", "secret") + "\r\n", "235 ok, go ahead (#2.0.0)"},
+		{"MAIL FROM:<joe@example.test>\r\n", "250 ok"},
+		{"RCPT TO:<x@elsewhere.example>\r\n", "423 sorry, that message exceeds my limit"},
+	})
+}
