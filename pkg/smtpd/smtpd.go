@@ -176,18 +176,18 @@ type session struct {
 	authUser string
 
 	// The transaction.
-	mail     bool
-	sender   string
-	params   mailParams
-	badMail  bool
-	rcpts    []string
+	mail    bool
+	sender  string
+	params  mailParams
+	badMail bool
+	rcpts   []string
 	// The hosting contracts the transaction counts against (SPEC §8):
 	// the sender's, when it is one of ours and the client vouched for
 	// it, and each recipient's.
 	sendContract  string
 	rcptContracts []string
-	errors   int
-	authFail int
+	errors        int
+	authFail      int
 }
 
 var errQuit = errors.New("quit")
