@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/quail-mta/quail/pkg/maildir"
+	"github.com/quail-mta/quail/pkg/quota"
 )
 
 // The texts qmail-local reports for Maildir failures; all temporary.
@@ -15,12 +16,24 @@ var (
 
 // maildir delivers into the Maildir of a line ending in '/': the
 // Return-Path and Delivered-To lines, then the message byte for byte
-// (pkg/maildir: tmp/, fsync, link into new/, fsync new/).
+// (pkg/maildir: tmp/, fsync, link into new/, fsync new/). A mailbox of
+// a hosted domain is checked against the domain's quota first and
+// charged after.
 func (d *delivery) maildir(arg string) error {
+	dir := d.path(arg)
 	prefix := make([]byte, 0, len(d.rpline)+len(d.dtline))
 	prefix = append(append(prefix, d.rpline...), d.dtline...)
-	_, err := maildir.Deliver(d.path(arg), d.message(), prefix)
+	contract, err := d.checkQuota(dir, len(prefix))
+	if err != nil {
+		return err
+	}
+	delivered, err := maildir.Deliver(dir, d.message(), prefix)
 	if err == nil {
+		if contract != "" {
+			// The message is delivered whatever this says; a count
+			// lost here is corrected by the next recount.
+			_ = quota.Add(d.req.Root, contract, delivered.Size, 1)
+		}
 		return nil
 	}
 	var me *maildir.Error
