@@ -1,5 +1,6 @@
-// Command qmailctl lays out a quail instance and manages its domains,
-// users and passwords. See docs/qmailctl.8.md.
+// Command qmailctl lays out a quail instance, installs its programs,
+// runs it in the foreground, and manages its domains, users and
+// passwords. See docs/qmailctl.8.md.
 package main
 
 import (

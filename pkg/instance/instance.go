@@ -1,8 +1,9 @@
 // Package instance lays out an instance root ($QMAILHOME): the
 // directories, the control files a fresh qmail gets from its config
-// script, users/assign and users/cdb, the alias user's .qmail files, and
-// in a root install the system accounts and the ownership of each
-// directory (reference §11).
+// script, users/assign and users/cdb, the alias user's .qmail files, the
+// daemontools-style run scripts under service/, and in a root install
+// the system accounts and the ownership of each directory (reference
+// §11).
 //
 // Init never overwrites what exists: run again over a live instance it
 // only adds what is missing, so it is also the repair command.
@@ -98,6 +99,10 @@ func Init(opts Options) error {
 		{"control/me", me + "\n"},
 		{"control/locals", me + "\nlocalhost\n"},
 		{"control/rcpthosts", me + "\n"},
+		// Not read by qmail's programs: the run script of qmail-start
+		// and qmailctl run take their argument from it, as Life with
+		// qmail's scripts do.
+		{"control/defaultdelivery", "./Maildir/\n"},
 	}
 	files = append(files,
 		struct{ path, content string }{"control/defaultdomain", DefaultDomain(me) + "\n"},
@@ -118,6 +123,9 @@ func Init(opts Options) error {
 	}
 	// The alias user's mailbox: where postmaster's mail goes by default.
 	if err := aliasMaildir(filepath.Join(root, "alias", "Maildir"), logf); err != nil {
+		return err
+	}
+	if err := writeServices(root, privsep.Root(), logf); err != nil {
 		return err
 	}
 	assign := filepath.Join(root, "users", "assign")

@@ -1,5 +1,6 @@
-// Package qmailctl is the admin command: it lays out an instance and
-// manages its contracts (domains, quotas, users, passwords).
+// Package qmailctl is the admin command: it lays out an instance,
+// installs the programs into it, runs it in the foreground, and manages
+// its contracts (domains, quotas, users, passwords).
 package qmailctl
 
 import (
@@ -29,6 +30,11 @@ const (
 const usage = `usage: qmailctl COMMAND [ARGS] [--root DIR]
 
   init [--hostname NAME]                 lay out an instance (again: add what is missing)
+  install [--from DIR]                   copy the programs into ROOT/bin, with qmail's modes
+  cert --self-signed [--hostname NAME] [--force]
+                                         write control/servercert.pem for STARTTLS and SMTPS
+  run [--smtp ADDR] [--submission ADDR] [--smtps ADDR] [--pop3 ADDR]
+                                         run the instance in the foreground until Ctrl-C
   domain add DOMAIN [--quota SIZE] [--ip ADDR]...
   domain del DOMAIN [--force]
   domain list
@@ -59,6 +65,9 @@ type command struct {
 
 var commands = map[string]command{
 	"init":          {"init", runInit, initFlags, 0, ""},
+	"install":       {"install", runInstall, installFlags, 0, ""},
+	"cert":          {"cert", runCert, certFlags, 0, ""},
+	"run":           {"run", runRun, runFlags, 0, ""},
 	"domain add":    {"domain add", domainAdd, domainAddFlags, 1, "DOMAIN"},
 	"domain del":    {"domain del", domainDel, domainDelFlags, 1, "DOMAIN"},
 	"domain list":   {"domain list", domainList, nil, 0, ""},

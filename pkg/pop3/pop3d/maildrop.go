@@ -146,22 +146,31 @@ func (md *maildrop) size(i int) int64 {
 // commit is qmail-pop3d's UPDATE state at QUIT: remove the deleted
 // messages and move the others from new/ to cur/ with an empty info
 // (flags of messages already in cur/ are kept). It returns how many
-// deletions failed. The directories changed are synced, so that the
+// deletions failed, and the bytes (on disk) and messages removed. The directories changed are synced, so that the
 // client, told +OK, does not get deleted mail again after a crash.
-func (md *maildrop) commit() (failed int) {
+func (md *maildrop) commit() (failed int, freedBytes, freedMessages int64) {
 	var touched [2]bool // new/, cur/
 	for i := range md.msgs {
 		m := &md.msgs[i]
 		isNew := strings.HasPrefix(m.name, maildir.New+"/")
 		if m.deleted {
-			err := os.Remove(filepath.Join(md.dir, m.name))
+			path := filepath.Join(md.dir, m.name)
+			st, err := os.Lstat(path)
 			if errors.Is(err, fs.ErrNotExist) && isNew {
-				err = os.Remove(filepath.Join(md.dir, curName(m.name)))
+				path = filepath.Join(md.dir, curName(m.name))
 				isNew = false
+				st, err = os.Lstat(path)
+			}
+			if err == nil {
+				err = os.Remove(path)
 			}
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				failed++
 				continue
+			}
+			if err == nil {
+				freedBytes += st.Size()
+				freedMessages++
 			}
 			touched[btoi(!isNew)] = true
 			continue
@@ -179,7 +188,7 @@ func (md *maildrop) commit() (failed int) {
 			atomicfile.SyncDir(filepath.Join(md.dir, sub))
 		}
 	}
-	return failed
+	return failed, freedBytes, freedMessages
 }
 
 func btoi(b bool) int {

@@ -42,6 +42,9 @@ type Config struct {
 	Log io.Writer
 	// User names the mailbox in the log (checkpassword's $USER).
 	User string
+	// Released is told the bytes and messages QUIT removed, for the
+	// contract's quota record; nil when no quota counts this Maildir.
+	Released func(bytes, messages int64) error
 }
 
 // Texts, as qmail-pop3d writes them.
@@ -297,8 +300,15 @@ func (s *session) capa(_ []byte) bool {
 }
 
 func (s *session) quit(_ []byte) bool {
-	for range s.md.commit() {
+	failed, bytes, messages := s.md.commit()
+	for range failed {
 		s.reply(errNoUnlink)
+	}
+	if messages > 0 && s.cfg.Released != nil {
+		if err := s.cfg.Released(bytes, messages); err != nil {
+			// The next recount corrects the record.
+			fmt.Fprintf(s.cfg.Log, "qmail-pop3d: user=%q: quota record: %v\n", s.cfg.User, err)
+		}
 	}
 	s.reply(pop3.OK)
 	fmt.Fprintf(s.cfg.Log, "qmail-pop3d: quit user=%q messages=%d retrieved=%d deleted=%d\n",

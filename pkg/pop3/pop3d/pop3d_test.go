@@ -391,3 +391,31 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
+
+// TestQuitReleasesQuota: QUIT tells the quota record what it removed, in
+// bytes on disk, and only what it removed.
+func TestQuitReleasesQuota(t *testing.T) {
+	dir, _ := newDrop(t)
+	var gotBytes, gotMessages int64
+	calls := 0
+	cfg := Config{Maildir: dir, Released: func(b, m int64) error {
+		calls++
+		gotBytes, gotMessages = b, m
+		return nil
+	}}
+	c := &scriptConn{in: strings.NewReader("DELE 1\r\nDELE 3\r\nQUIT\r\n")}
+	if err := Serve(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(testMessages[0]) + len(testMessages[2]))
+	if calls != 1 || gotBytes != want || gotMessages != 2 {
+		t.Errorf("released %d bytes, %d messages in %d calls; want %d, 2 in 1", gotBytes, gotMessages, calls, want)
+	}
+	// Nothing deleted, nothing released.
+	c = &scriptConn{in: strings.NewReader("QUIT\r\n")}
+	calls = 0
+	Serve(c, cfg)
+	if calls != 0 {
+		t.Errorf("a QUIT without deletions released %d times", calls)
+	}
+}

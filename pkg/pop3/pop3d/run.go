@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/quota"
 	"github.com/quail-mta/quail/pkg/pop3"
 )
 
@@ -68,7 +69,16 @@ func Run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "qmail-pop3d: user=%q: %v\n", user, err)
 		return 1
 	}
-	err := Serve(conn, Config{Maildir: ".", Timeout: timeout, Log: stderr, User: user})
+	cfg := Config{Maildir: ".", Timeout: timeout, Log: stderr, User: user}
+	if dir, err := os.Getwd(); err == nil {
+		root := control.Home()
+		if domain, ok, err := quota.DomainOf(root, dir); err == nil && ok {
+			cfg.Released = func(bytes, messages int64) error {
+				return quota.Add(root, domain, -bytes, -messages)
+			}
+		}
+	}
+	err := Serve(conn, cfg)
 	conn.Close()
 	switch {
 	case err == nil, errors.Is(err, io.EOF):
