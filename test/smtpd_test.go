@@ -4,6 +4,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/popgrant"
+	"github.com/quail-mta/quail/pkg/quota"
 	"github.com/quail-mta/quail/pkg/testutil"
 )
 
@@ -659,4 +661,38 @@ func hmacMD5(key, msg string) string {
 	m := hmac.New(md5.New, []byte(key))
 	m.Write([]byte(msg))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TestSMTPDContractLimits: a contract over its disk quota gets the 452
+// of SPEC §6 at RCPT (counting SIZE=), and one over its receive rate the
+// 423, both with the exact texts.
+func TestSMTPDContractLimits(t *testing.T) {
+	root := smtpInstance(t, nil)
+	ctl := filepath.Join(root, "control")
+	os.WriteFile(filepath.Join(ctl, "quotas"), []byte("example.test:10000\n"), 0o644)
+	os.WriteFile(filepath.Join(ctl, "ratelimits"), []byte("example.test:0:2:1h:1h\n"), 0o644)
+	// 6000 bytes already in joe's mailbox, counted as delivery would.
+	msg := filepath.Join(root, "domains", "example.test", "joe", "Maildir", "new", "1.2.host")
+	if err := os.WriteFile(msg, bytes.Repeat([]byte("x"), 6000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := quota.Current(root, "example.test"); err != nil || u.Bytes != 6000 {
+		t.Fatalf("usage %+v, %v", u, err)
+	}
+	l := listen(t, "tcpserver", root, nil, nil)
+	c := dialSMTP(t, l.addr())
+	c.cmd("MAIL FROM:<someone@example.org> SIZE=5000", "250 ok")
+	c.cmd("RCPT TO:<joe@example.test>", "452 sorry, mailbox is full (#4.5.2)")
+	c.cmd("RCPT TO:<sales@example.test>", "452 sorry, mailbox is full (#4.5.2)")
+	c.cmd("RCPT TO:<postmaster@mx.example.com>", "250 ok") // not a contract's
+	for i := 0; i < 2; i++ {
+		c.cmd("MAIL FROM:<someone@example.org> SIZE=100", "250 ok")
+		c.cmd("RCPT TO:<joe@example.test>", "250 ok")
+		c.cmd("DATA", "354 ")
+		c.cmd("Subject: rate\r\n\r\nhi\r\n.", "250 ok ")
+	}
+	c.cmd("MAIL FROM:<someone@example.org>", "250 ok")
+	c.cmd("RCPT TO:<joe@example.test>", "423 sorry, that message exceeds my limit")
+	c.cmd("RCPT TO:<postmaster@mx.example.com>", "250 ok")
+	c.cmd("QUIT", "221 ")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/privsep"
 )
 
 // Domain is a contract: a hosted domain, its disk quota and its own IP
@@ -75,6 +76,9 @@ func (s *Store) AddDomain(d Domain) error {
 		return err
 	}
 	if err := atomicfile.SyncDir(domains); err != nil {
+		return err
+	}
+	if err := s.makeQuotaDir(name); err != nil {
 		return err
 	}
 	for _, f := range []struct {
@@ -267,4 +271,25 @@ func (s *Store) Quota(domain string) (int64, error) {
 		return n, nil
 	}
 	return 0, nil
+}
+
+// makeQuotaDir makes domains/DOMAIN/quota/, where the contract's quota
+// record lives (package quota): owned by the virtual mailbox owner, who
+// delivers and so keeps the record, while the domain's own directory, with
+// passwd and shadow, stays root's.
+func (s *Store) makeQuotaDir(name string) error {
+	dir := filepath.Join(s.domainDir(name), "quota")
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if privsep.Root() {
+		owner, err := privsep.Lookup(privsep.Virtual)
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(dir, owner.UID, owner.GID); err != nil {
+			return err
+		}
+	}
+	return atomicfile.SyncDir(s.domainDir(name))
 }

@@ -49,6 +49,8 @@ var layout = []dir{
 	{"alias", 0o755 | fs.ModeSetgid, privsep.Alias, privsep.GroupQmail},
 	{"domains", 0o755, "", ""},
 	{"run", 0o755, "", ""},
+	// Rate-limit counters: qmail-smtpd (qmaild) updates them.
+	{"run/ratelimit", 0o700, privsep.Daemon, privsep.GroupNofiles},
 }
 
 // Init creates or completes the instance at opts.Root.

@@ -22,6 +22,7 @@ import (
 	"github.com/quail-mta/quail/pkg/popgrant"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/qq"
+	"github.com/quail-mta/quail/pkg/quota"
 	"github.com/quail-mta/quail/pkg/ratelimit"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/routing"
@@ -583,8 +584,16 @@ func (l *lazyLookup) rateCheck(contract string, d ratelimit.Direction) (string, 
 	return replyRate, nil
 }
 
-// receiveCheck is a recipient contract's rate limit.
+// receiveCheck is a recipient contract's disk quota, with room for size
+// bytes (SPEC §8), then its receive rate.
 func (l *lazyLookup) receiveCheck(contract string, size int64) (string, error) {
+	over, err := quota.Over(l.root, contract, size)
+	if err != nil {
+		return "", err
+	}
+	if over {
+		return "452 sorry, mailbox is full (#4.5.2)", nil
+	}
 	return l.rateCheck(contract, ratelimit.Receive)
 }
 
