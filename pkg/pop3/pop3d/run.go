@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/quail-mta/quail/pkg/control"
-	"github.com/quail-mta/quail/pkg/quota"
 	"github.com/quail-mta/quail/pkg/pop3"
+	"github.com/quail-mta/quail/pkg/quota"
 )
 
 const usage = `usage: qmail-pop3d MAILDIRNAME
