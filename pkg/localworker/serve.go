@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/quail-mta/quail/pkg/local"
@@ -17,6 +18,11 @@ import (
 // qmail-lspawn closes the socket, after the deliveries in flight end.
 func ServeWorker(sock *os.File, root string, env []string) error {
 	fd := int(sock.Fd())
+	// Only the number is used below: without this, sock could be
+	// collected and its finalizer close fd 3 mid-session, and the number
+	// be reused by a message file (the worker then read from and answered
+	// to the wrong file, and qmail-lspawn delivered again).
+	defer runtime.KeepAlive(sock)
 	var mu sync.Mutex // one writer at a time on the socket
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -129,3 +129,7 @@ func recvFD(sock int, buf, oob []byte) ([]byte, *os.File, error) {
 
 // ErrClosed means the other end of the worker socket is gone.
 var ErrClosed = errors.New("worker socket closed")
+
+// ErrLost means a worker ended while a delivery it had been sent was in
+// flight.
+var ErrLost = errors.New("worker ended during the delivery")

@@ -71,9 +71,11 @@ func Start(o Options) (*Worker, error) {
 }
 
 // Deliver sends one delivery with its open message file and waits for
-// qmail-local's exit status and output. ErrClosed means the worker ended
-// first (it crashed, or went idle): the delivery did not happen through
-// it.
+// qmail-local's exit status and output. ErrClosed means the worker had
+// ended before (it crashed, or went idle): the delivery was not sent, so
+// another worker may make it. ErrLost means the worker ended after it
+// was sent: the delivery may or may not have happened, and must not be
+// made again at once (qmail-send retries it later, as after a crash).
 func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, error) {
 	r := request{id, rq.User, rq.Home, rq.Local, rq.Dash, rq.Ext, rq.Domain, rq.Sender, rq.DefaultDelivery}
 	ch := make(chan reply, 1)
@@ -94,7 +96,7 @@ func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, erro
 	}
 	rep, ok := <-ch
 	if !ok {
-		return 0, nil, ErrClosed
+		return 0, nil, ErrLost
 	}
 	return rep.status, rep.output, nil
 }
