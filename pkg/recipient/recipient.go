@@ -63,6 +63,10 @@ type Resolver struct {
 	Owner func() (user string, ids privsep.IDs, err error)
 	// SingleUser delivers as the Owner instead of system accounts.
 	SingleUser bool
+	// Outsider is set for a caller without delivery's rights
+	// (qmail-smtpd as qmaild): a system account's home it may not stat
+	// is taken to exist, as delivery would find it (users.GetpwOutsider).
+	Outsider bool
 }
 
 // Resolve finds who takes mail for local (the local part after qmail-send's
@@ -84,7 +88,11 @@ func (r *Resolver) Resolve(local string) (Target, error) {
 		}
 		return Target{User: user, UID: ids.UID, GID: ids.GID, Home: aliasHome, Dash: "-", Ext: local}, nil
 	}
-	e, err := users.Getpw(r.Passwd, local, privsep.Alias)
+	getpw := users.Getpw
+	if r.Outsider {
+		getpw = users.GetpwOutsider
+	}
+	e, err := getpw(r.Passwd, local, privsep.Alias)
 	if err != nil {
 		return Target{}, err
 	}

@@ -382,7 +382,7 @@ func (l *lazyLookup) load() error {
 		return l.err
 	}
 	l.resolver = &recipient.Resolver{Root: l.root, Passwd: users.System{},
-		Owner: recipient.VirtualOwner, SingleUser: singleUser(l.root)}
+		Owner: recipient.VirtualOwner, SingleUser: singleUser(l.root), Outsider: !privsep.Root()}
 	return nil
 }
 

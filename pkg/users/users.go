@@ -217,6 +217,19 @@ var ErrNoAlias = errors.New("unable to find alias user")
 // directory exists and belongs to it; else the alias user with the whole
 // local part as extension.
 func Getpw(pw Passwd, local, alias string) (Entry, error) {
+	return getpw(pw, local, alias, false)
+}
+
+// GetpwOutsider is Getpw for a caller without the rights delivery has,
+// such as qmail-smtpd's recipient check running as qmaild: a home it may
+// not stat (EACCES) is taken to exist and belong to its account, since
+// delivery, running as root, would find it so. Telling such an account
+// from the alias user's extension would need root.
+func GetpwOutsider(pw Passwd, local, alias string) (Entry, error) {
+	return getpw(pw, local, alias, true)
+}
+
+func getpw(pw Passwd, local, alias string, outsider bool) (Entry, error) {
 	for end := len(local); end >= 0; end-- {
 		if end < len(local) && local[end] != '-' {
 			continue
@@ -233,6 +246,12 @@ func Getpw(pw Passwd, local, alias string) (Entry, error) {
 		}
 		var st syscall.Stat_t
 		if err := syscall.Stat(e.Home, &st); err != nil {
+			if outsider && err == syscall.EACCES {
+				if end < len(local) {
+					e.Dash, e.Ext = "-", local[end+1:]
+				}
+				return e, nil
+			}
 			switch err {
 			case syscall.ENOENT, syscall.ENOTDIR, syscall.EACCES, syscall.ELOOP, syscall.ENAMETOOLONG:
 				continue // not a usable home: not this account

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/quail-mta/quail/pkg/cdb"
+	"os/exec"
+	"syscall"
 )
 
 const assignText = `=joe:joe:1001:100:/home/joe:::
@@ -221,4 +223,61 @@ func FuzzParseAssign(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGetpwOutsider: a caller that may not search the way to a home
+// (qmail-smtpd as qmaild) takes the account to exist, as delivery would;
+// Getpw, as qmail-getpw, passes over it. As root nothing is out of reach,
+// so the test runs itself again as nobody.
+func TestGetpwOutsider(t *testing.T) {
+	if os.Geteuid() == 0 {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The test binary's own directory is root's alone: run a copy.
+		dir, err := os.MkdirTemp("", "getpw-bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		os.Chmod(dir, 0o755)
+		data, err := os.ReadFile(self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exe := filepath.Join(dir, "users.test")
+		if err := os.WriteFile(exe, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(exe, "-test.run=^TestGetpwOutsider$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "QUAIL_TEST_OUTSIDER=1")
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, NoSetGroups: true}}
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+			t.Fatalf("as nobody: %v\n%s", err, out)
+		}
+		return
+	}
+	dir, err := os.MkdirTemp("", "getpw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	home := filepath.Join(dir, "locked", "joe")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(dir, "locked"), 0o600) // no search: stat of home is EACCES
+	defer os.Chmod(filepath.Join(dir, "locked"), 0o755)
+	pw := fakePasswd{
+		"joe":   {User: "joe", UID: os.Getuid(), GID: 1, Home: home},
+		"alias": {User: "alias", UID: 7790, GID: 2108, Home: "/var/qmail/alias"},
+	}
+	if e, err := GetpwOutsider(pw, "joe-list", "alias"); err != nil || e.User != "joe" || e.Dash != "-" || e.Ext != "list" {
+		t.Errorf("GetpwOutsider = %+v, %v; want joe with extension list", e, err)
+	}
+	if e, err := Getpw(pw, "joe", "alias"); err != nil || e.User != "alias" {
+		t.Errorf("Getpw = %+v, %v; want the alias user, as qmail-getpw", e, err)
+	}
 }
