@@ -554,13 +554,10 @@ func (s *session) checkRecipient(addr string) (string, bool) {
 		}
 		return "555 syntax error (#5.5.4)", false
 	}
-	ours := false
-	{
-		ours, err = s.cfg.RcptHost(domain)
-		if err != nil {
-			s.logf("event=error what=rcpthosts err=%q", err.Error())
-			return "451 sorry, I can't check that recipient right now (#4.3.0)", false
-		}
+	ours, err := s.cfg.RcptHost(domain)
+	if err != nil {
+		s.logf("event=error what=rcpthosts err=%q", err.Error())
+		return "451 sorry, I can't check that recipient right now (#4.3.0)", false
 	}
 	if !ours {
 		if relay {
@@ -640,10 +637,9 @@ func (s *session) dataCmd(arg string) error {
 		s.reply("%s", "554 sorry, the message has a line longer than 1000 octets (#5.6.0)")
 		return nil
 	}
-	if err := w.Flush(); err != nil {
-		// The queue program stopped reading; its exit status says why.
-		_ = err
-	}
+	// A flush error means the queue program stopped reading: its exit
+	// status, from Finish, says why.
+	w.Flush()
 	// Quota and rates again, now that the size is known and time has
 	// passed: the first refusal stops the message.
 	if reply, err := s.recheck(res.size); err != nil || reply != "" {
