@@ -5,7 +5,8 @@
 // The order, which every durable replacement in quail follows:
 //  1. create a temporary file in the target's directory (same filesystem,
 //     so the rename below is atomic);
-//  2. write the content and set the permissions;
+//  2. write the content and set the owner, then the permissions (chown
+//     clears setuid bits);
 //  3. fsync the file, so its blocks and mode are on disk before any name
 //     points at them, then close;
 //  4. rename the temporary file over the target: the atomic switch;
@@ -14,13 +15,26 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
 
 // WriteFile durably replaces path with data, with permissions perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return WriteFrom(path, bytes.NewReader(data), perm, nil)
+}
+
+// Owner is the account a replaced file is given.
+type Owner struct{ UID, GID int }
+
+// WriteFrom durably replaces path with what r holds, with permissions
+// perm, owned by owner when it is not nil. Owner and mode are set before
+// the file gets its name, so it is never visible with the wrong ones (a
+// setuid program owned by the wrong account, a key readable by others).
+func WriteFrom(path string, r io.Reader, perm os.FileMode, owner *Owner) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -37,8 +51,13 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		return fmt.Errorf("replace %s: write: %w", path, err)
+	}
+	if owner != nil {
+		if err := f.Chown(owner.UID, owner.GID); err != nil {
+			return fmt.Errorf("replace %s: %w", path, err)
+		}
 	}
 	if err := f.Chmod(perm); err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -68,5 +69,26 @@ func TestWriteFileFailureLeavesTarget(t *testing.T) {
 	}
 	if err := WriteFile(filepath.Join(dir, "missing", "f"), nil, 0o644); err == nil {
 		t.Error("WriteFile into a missing directory succeeded")
+	}
+}
+
+// TestWriteFromOwned: the owner is set before the mode, so a setuid bit
+// survives the chown, and both are in place when the name appears.
+func TestWriteFromOwned(t *testing.T) {
+	owner := Owner{UID: os.Getuid(), GID: os.Getgid()}
+	if owner.UID == 0 {
+		owner = Owner{UID: 65534, GID: 65534}
+	}
+	p := filepath.Join(t.TempDir(), "prog")
+	if err := WriteFrom(p, strings.NewReader("#!/bin/true\n"), 0o711|os.ModeSetuid, &owner); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := st.Sys().(*syscall.Stat_t)
+	if int(sys.Uid) != owner.UID || int(sys.Gid) != owner.GID || st.Mode()&os.ModeSetuid == 0 || st.Mode().Perm() != 0o711 {
+		t.Errorf("got %d:%d %v, want %d:%d setuid 0711", sys.Uid, sys.Gid, st.Mode(), owner.UID, owner.GID)
 	}
 }

@@ -1,6 +1,7 @@
 package qmailctl
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -81,19 +82,21 @@ func SelfSigned(path, host string, valid time.Duration, force bool) error {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	uid, gid := -1, -1
+	// qmail-smtpd reads it as qmaild, qmail-popup as root; nobody else.
+	var owner *atomicfile.Owner
+	perm := fs.FileMode(0o600)
 	if privsep.Root() {
 		ids, err := privsep.Lookup(privsep.Daemon)
 		if err != nil {
 			return err
 		}
-		uid, gid = ids.UID, ids.GID
+		owner, perm = &atomicfile.Owner{UID: ids.UID, GID: ids.GID}, 0o400
 	}
 	data, err := selfSignedPEM(host, time.Now(), valid)
 	if err != nil {
 		return err
 	}
-	return writeOwned(path, data, uid, gid, 0o400, 0o600)
+	return atomicfile.WriteFrom(path, bytes.NewReader(data), perm, owner)
 }
 
 func selfSignedPEM(host string, now time.Time, valid time.Duration) ([]byte, error) {
@@ -134,45 +137,4 @@ func selfSignedPEM(host string, now time.Time, valid time.Duration) ([]byte, err
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...), nil
-}
-
-// writeOwned durably replaces path with data: owned uid:gid with mode
-// rootPerm when uid >= 0, else the caller's with userPerm. The file gets
-// its owner and mode before its name.
-func writeOwned(path string, data []byte, uid, gid int, rootPerm, userPerm fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	perm := userPerm
-	if uid >= 0 {
-		perm = rootPerm
-		if err := tmp.Chown(uid, gid); err != nil {
-			return err
-		}
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	ok = true
-	return atomicfile.SyncDir(filepath.Dir(path))
 }

@@ -150,19 +150,16 @@ func Install(root, from string, log io.Writer) error {
 	if installed == 0 {
 		return fmt.Errorf("no quail program in %s: build them first (scripts/build), or give --from DIR", from)
 	}
-	if err := atomicfile.SyncDir(bin); err != nil {
-		return err
-	}
 	if len(missing) > 0 {
 		fmt.Fprintf(log, "not in %s, not installed: %s\n", from, strings.Join(missing, " "))
 	}
 	return nil
 }
 
-// installFile replaces dst with a copy of src: a temporary file in dst's
-// directory, owned and moded before it gets its name, so the program is
-// never visible with the wrong owner or a setuid bit on the wrong owner.
-// When src already is dst, only owner and mode are set.
+// installFile replaces dst with a copy of src, owned and moded before it
+// gets its name (atomicfile.WriteFrom), so the program is never visible
+// with the wrong owner or a setuid bit on the wrong owner. When src
+// already is dst, only owner and mode are set.
 func installFile(src, dst string, uid, gid int, perm fs.FileMode) error {
 	if same(src, dst) {
 		return setOwner(dst, uid, gid, perm)
@@ -172,34 +169,11 @@ func installFile(src, dst string, uid, gid int, perm fs.FileMode) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
-	if err != nil {
-		return err
+	var owner *atomicfile.Owner
+	if uid >= 0 {
+		owner = &atomicfile.Owner{UID: uid, GID: gid}
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := io.Copy(tmp, in); err != nil {
-		return err
-	}
-	if err := setOwner(tmp.Name(), uid, gid, perm); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return atomicfile.WriteFrom(dst, in, perm, owner)
 }
 
 // setOwner sets owner and then mode: chown clears the setuid bit.
