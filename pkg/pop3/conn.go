@@ -105,25 +105,3 @@ func PeerIP(fd int) string {
 	}
 	return ""
 }
-
-// TimeoutConn sets a deadline of Timeout from now before every read and
-// every write on Conn: an idle client, or one that stops taking a
-// response, is dropped after Timeout, however long the session.
-type TimeoutConn struct {
-	net.Conn
-	Timeout time.Duration
-}
-
-func (c TimeoutConn) Read(p []byte) (int, error) {
-	if c.Timeout > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.Timeout))
-	}
-	return c.Conn.Read(p)
-}
-
-func (c TimeoutConn) Write(p []byte) (int, error) {
-	if c.Timeout > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.Timeout))
-	}
-	return c.Conn.Write(p)
-}

@@ -97,12 +97,16 @@ func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		return 1
 	}
 	cfg.connInfo(conn)
-	if cfg.Mode == MX {
-		if window, err := popgrant.Window(control.New(root)); err != nil {
-			fmt.Fprintf(stderr, "qmail-smtpd: %v\n", err)
-		} else if window > 0 && cfg.RemoteIP != "" {
-			ip := cfg.RemoteIP
-			cfg.PopGrant = func() (bool, error) { return popgrant.Allowed(root, ip, window, time.Now()) }
+	if cfg.Mode == MX && cfg.RemoteIP != "" {
+		// Asked at the first RCPT (the session keeps the answer), so a
+		// session that sends no mail reads nothing for it.
+		ip := cfg.RemoteIP
+		cfg.PopGrant = func() (bool, error) {
+			window, err := popgrant.Window(control.New(root))
+			if err != nil || window <= 0 {
+				return false, err
+			}
+			return popgrant.Allowed(root, ip, window, time.Now())
 		}
 	}
 	cfg.Log = stderr

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/idleconn"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -188,6 +189,7 @@ type session struct {
 	rcptContracts []string
 	errors        int
 	authFail      int
+	popGrant      int8 // POP-before-SMTP: 0 not looked up yet, 1 granted, -1 not
 }
 
 var errQuit = errors.New("quit")
@@ -206,7 +208,7 @@ func Serve(conn net.Conn, cfg Config) error {
 		if cfg.TLS == nil {
 			return errors.New("smtps needs a certificate: control/servercert.pem")
 		}
-		tc := tls.Server(timeoutConn{conn, cfg.Timeout}, cfg.TLS)
+		tc := tls.Server(idleconn.Conn{Conn: conn, Timeout: cfg.Timeout}, cfg.TLS)
 		if err := tc.Handshake(); err != nil {
 			return fmt.Errorf("TLS handshake: %w", err)
 		}
@@ -244,7 +246,7 @@ func (s *session) end(err error) error {
 }
 
 func (s *session) setIO() {
-	c := timeoutConn{s.conn, s.cfg.Timeout}
+	c := idleconn.Conn{Conn: s.conn, Timeout: s.cfg.Timeout}
 	s.r = bufio.NewReaderSize(c, 64<<10)
 	s.w = bufio.NewWriterSize(c, 4<<10)
 }
@@ -529,10 +531,21 @@ func (s *session) mayRelay() (bool, error) {
 	if s.authUser != "" || s.relayClient() {
 		return true, nil
 	}
-	if s.cfg.Mode == MX && s.cfg.PopGrant != nil {
-		return s.cfg.PopGrant()
+	if s.cfg.Mode != MX || s.cfg.PopGrant == nil {
+		return false, nil
 	}
-	return false, nil
+	// A grant is looked up once per session, not for every recipient.
+	if s.popGrant == 0 {
+		ok, err := s.cfg.PopGrant()
+		if err != nil {
+			return false, err
+		}
+		s.popGrant = -1
+		if ok {
+			s.popGrant = 1
+		}
+	}
+	return s.popGrant > 0, nil
 }
 
 const relayRefused = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"

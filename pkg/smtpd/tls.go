@@ -3,6 +3,8 @@ package smtpd
 import (
 	"crypto/tls"
 	"fmt"
+
+	"github.com/quail-mta/quail/pkg/idleconn"
 )
 
 // startTLS runs STARTTLS (RFC 3207). Whatever the client sent after the
@@ -27,7 +29,7 @@ func (s *session) startTLS(arg string) error {
 		s.logf("event=discarded bytes=%d reason=pipelined-after-starttls", n)
 		s.r.Discard(n)
 	}
-	tc := tls.Server(timeoutConn{s.conn, s.cfg.Timeout}, s.cfg.TLS)
+	tc := tls.Server(idleconn.Conn{Conn: s.conn, Timeout: s.cfg.Timeout}, s.cfg.TLS)
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}

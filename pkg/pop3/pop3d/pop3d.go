@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/idleconn"
 	"github.com/quail-mta/quail/pkg/pop3"
 )
 
@@ -79,7 +80,7 @@ func Serve(conn net.Conn, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	tc := pop3.TimeoutConn{Conn: conn, Timeout: cfg.Timeout}
+	tc := idleconn.Conn{Conn: conn, Timeout: cfg.Timeout}
 	s := &session{cfg: cfg, r: pop3.NewReader(tc, 0), w: bufio.NewWriterSize(tc, writeBuffer)}
 	md, err := openMaildrop(cfg.Maildir, cfg.Now())
 	if err != nil {

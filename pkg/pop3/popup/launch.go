@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/idleconn"
 	"github.com/quail-mta/quail/pkg/pop3"
 )
 
@@ -227,7 +228,7 @@ func relay(client net.Conn, local *net.UnixConn, pending []byte, timeout time.Du
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.Copy(pop3.TimeoutConn{Conn: client, Timeout: timeout}, local)
+		io.Copy(idleconn.Conn{Conn: client, Timeout: timeout}, local)
 	}()
 	return done
 }

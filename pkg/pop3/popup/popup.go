@@ -21,6 +21,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/idleconn"
 	"github.com/quail-mta/quail/pkg/pop3"
 )
 
@@ -153,7 +154,7 @@ type session struct {
 // descriptor a login hands on with whatever the client pipelined still
 // unread in it.
 func (s *session) use(c net.Conn, chunk int) {
-	tc := pop3.TimeoutConn{Conn: c, Timeout: s.cfg.Timeout}
+	tc := idleconn.Conn{Conn: c, Timeout: s.cfg.Timeout}
 	s.r = pop3.NewReader(tc, chunk)
 	s.w = bufio.NewWriterSize(tc, 1024)
 }
