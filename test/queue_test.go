@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/qq"
 	"github.com/quail-mta/quail/pkg/testutil"
 	"github.com/quail-mta/quail/queue"
 )
@@ -266,4 +267,68 @@ func procIdentity(pid int) (name, uid, gid string) {
 		}
 	}
 	return name, uid, gid
+}
+
+// qmail-queue serves many messages in one process when its injector
+// keeps it (qq.Keeper, as qmail-smtpd does), each queued exactly as a
+// single run queues one; a wrapper that execs it in between makes it
+// queue one message per process again, so the wrapper runs every time.
+func TestQmailQueueServe(t *testing.T) {
+	root := buildInstance(t, nil)
+	bin := filepath.Join(testutil.Bin(t), "qmail-queue")
+	installed := filepath.Join(root, "bin", "qmail-queue")
+	if b, err := os.ReadFile(bin); err != nil || os.WriteFile(installed, b, 0o755) != nil {
+		t.Fatal("cannot install qmail-queue")
+	}
+	t.Setenv("QMAILHOME", root)
+	send := func(k *qq.Keeper, rcpt string) (int, error) {
+		inj, err := k.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		inj.Write([]byte("Subject: serve\n\nhi\n"))
+		return inj.Pid(), inj.Finish(queue.Envelope{Sender: "a@example.test", Recipients: []string{rcpt}})
+	}
+	count := func(want int) {
+		t.Helper()
+		c, err := queue.New(root).Count()
+		if err != nil || c.Messages != want || c.Todo != want {
+			t.Errorf("queue holds %+v (%v), want %d messages", c, err, want)
+		}
+	}
+
+	t.Setenv("QMAILQUEUE", "")
+	k := qq.NewKeeper(root)
+	pids := map[int]bool{}
+	for i, rcpt := range []string{"c@example.test", strings.Repeat("a", 1003), "d@example.test"} {
+		pid, err := send(k, rcpt)
+		pids[pid] = true
+		if (i == 1) != (err != nil) {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
+	k.Close()
+	if len(pids) != 1 {
+		t.Errorf("3 messages took %d qmail-queue processes, want 1", len(pids))
+	}
+	count(2) // the refused one left nothing behind
+
+	wrapper := filepath.Join(t.TempDir(), "wrapper")
+	log := wrapper + ".log"
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho run >> "+log+"\nexec "+installed+"\n"), 0o755)
+	t.Setenv("QMAILQUEUE", wrapper)
+	k = qq.NewKeeper(root)
+	pids = map[int]bool{}
+	for i := 0; i < 3; i++ {
+		pid, err := send(k, "c@example.test")
+		pids[pid] = true
+		if err != nil {
+			t.Errorf("through the wrapper, message %d: %v", i, err)
+		}
+	}
+	k.Close()
+	if b, _ := os.ReadFile(log); len(pids) != 3 || strings.Count(string(b), "run") != 3 {
+		t.Errorf("through an exec'ing wrapper: %d processes, wrapper ran %d times; want 3 and 3", len(pids), strings.Count(string(b), "run"))
+	}
+	count(5)
 }

@@ -623,3 +623,105 @@ func BenchmarkTCPServer(b *testing.B) {
 	b.Run("serial", func(b *testing.B) { measure(b, 1) })
 	b.Run("parallel8", func(b *testing.B) { measure(b, 8) })
 }
+
+// TestTCPServerReuseSMTPD: qmail-smtpd under qmail-tcpserver -k 5, for a
+// root install (sessions as qmaild) and as an ordinary user. Sessions in
+// turn, alternately from a client the rules let relay and from one they
+// do not, each deliver a message: five go to one process, the next two
+// to a second, and no session inherits the previous one's RELAYCLIENT or
+// addresses.
+func TestTCPServerReuseSMTPD(t *testing.T) {
+	t.Run("root install", func(t *testing.T) {
+		testutil.NeedRoot(t)
+		testTCPServerReuseSMTPD(t, nil)
+	})
+	t.Run("ordinary user", func(t *testing.T) {
+		var cred *syscall.Credential
+		if os.Geteuid() == 0 {
+			cred = nobody
+		}
+		testTCPServerReuseSMTPD(t, cred)
+	})
+}
+
+func testTCPServerReuseSMTPD(t *testing.T, cred *syscall.Credential) {
+	py := testutil.NeedTool(t, "python3", "python3")
+	root := smtpInstance(t, cred)
+	u := startUnit(t, root, "", cred)
+	defer u.term(t)
+	dir := ownedDir(t, cred)
+	rules := tsRules(t, dir, "127.0.0.1:allow,RELAYCLIENT=\"\"\n:allow\n")
+	args := []string{"-v", "-k", "5", "-R", "-H", "-l", "mx.example.com", "-x", rules}
+	if cred == nil && os.Geteuid() == 0 {
+		d := lookupIDs(t, "qmaild")
+		args = append(args, "-u", strconv.Itoa(d[0]), "-g", strconv.Itoa(d[1]))
+	}
+	args = append(args, "127.0.0.1", "0", filepath.Join(root, "bin", "qmail-smtpd"))
+	srv := tsServe(t, tsImpl{"qmail-tcpserver", filepath.Join(root, "bin", "qmail-tcpserver")},
+		tsStart{env: []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}, cred: cred, dir: dir}, args...)
+
+	script := `
+import smtplib, sys
+port, src, n = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(src, 0))
+s.ehlo("client.example.org")
+s.mail("alice@example.org")
+print("relay", s.rcpt("someone@elsewhere.example")[0])
+s.rset()
+s.sendmail("alice@example.org", ["joe@example.test"], "Subject: reuse %s from %s\r\n\r\nhello\r\n" % (n, src))
+print("sent")
+s.quit()
+`
+	const sessions = 7
+	for i := range sessions {
+		src := []string{"127.0.0.1", "127.0.0.2"}[i%2]
+		out, err := exec.Command(py, "-c", script, strconv.Itoa(srv.port), src, strconv.Itoa(i)).CombinedOutput()
+		relay := map[string]string{"127.0.0.1": "250", "127.0.0.2": "553"}[src]
+		if err != nil || string(out) != "relay "+relay+"\nsent\n" {
+			t.Fatalf("session %d from %s: %v\n%s\nwant relay %s; log:\n%s", i, src, err, out, relay, srv.log)
+		}
+		// The process is reused only once it has reported the session
+		// over, which its end line shows.
+		srv.waitLog(t, fmt.Sprintf(`^(?s:(.*?tcpserver: end \d+ status \d+\n){%d})`, i+1))
+	}
+	l := srv.log.String()
+	var pids []string
+	for _, m := range regexp.MustCompile(`tcpserver: ok (\d+) `).FindAllStringSubmatch(l, -1) {
+		pids = append(pids, m[1])
+	}
+	ends := regexp.MustCompile(`tcpserver: end (\d+) status (\d+)\n`).FindAllStringSubmatch(l, -1)
+	if len(pids) != sessions || len(ends) != sessions {
+		t.Fatalf("%d ok and %d end lines for %d sessions:\n%s", len(pids), len(ends), sessions, l)
+	}
+	for i, e := range ends {
+		if e[1] != pids[i] || e[2] != "0" {
+			t.Errorf("session %d: ok %s, then %q", i, pids[i], e[0])
+		}
+	}
+	a, b := pids[0], pids[5]
+	if want := []string{a, a, a, a, a, b, b}; a == b || fmt.Sprint(pids) != fmt.Sprint(want) {
+		t.Errorf("sessions served by %v, want five by one process and two by another (-k 5)", pids)
+	}
+
+	files := waitMaildir(t, filepath.Join(root, "domains", "example.test", "joe", "Maildir"), sessions, u)
+	got := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := string(b)
+		m := regexp.MustCompile(`Subject: reuse (\d) from (\S+)\n`).FindStringSubmatch(msg)
+		if m == nil {
+			t.Errorf("unexpected message:\n%s", msg)
+			continue
+		}
+		got[m[1]] = true
+		if !strings.Contains(msg, "(HELO client.example.org) ("+m[2]+")\n") {
+			t.Errorf("message %s from %s: Received line of another client:\n%s", m[1], m[2], msg)
+		}
+	}
+	if len(got) != sessions || len(files) != sessions {
+		t.Errorf("%d messages delivered, %d distinct, want %d: %v", len(files), len(got), sessions, got)
+	}
+}

@@ -13,5 +13,5 @@ func main() {
 		os.Stderr.WriteString("usage: qmail-queue <message >&envelope\n\nReads a message on fd 0 and its envelope (F sender NUL, T recipient NUL ..., NUL)\non fd 1, queues it durably under $QMAILHOME/queue, and reports only through its\nexit status (0 queued; see qmail-queue(8) for the others).\n")
 		os.Exit(0)
 	}
-	os.Exit(qmailqueue.Run(os.Stdin, os.Stdout))
+	os.Exit(qmailqueue.Main())
 }

@@ -114,6 +114,9 @@ func ServiceScripts(o ScriptOptions) []ScriptFile {
 				"if [ -f \"$QMAILHOME/control/tcp.smtp.cdb\" ]; then\n" +
 				"\tset -- -x \"$QMAILHOME/control/tcp.smtp.cdb\"\n" +
 				"fi\n"
+			s += "# quail's launcher can hand a finished qmail-smtpd the next connection\n" +
+				"# (-k: up to 100 sessions per process, one at a time); tcpserver cannot.\n" +
+				"case \"$TCPSERVER\" in\n*/qmail-tcpserver) set -- \"$@\" -k 100 ;;\nesac\n"
 			drop := ""
 			if o.RootInstall {
 				drop = ` -u "$QMAILDUID" -g "$NOFILESGID"`

@@ -89,23 +89,32 @@ func TestServiceScriptRuns(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(root, "control/me"), []byte("mx.example.test\n"), 0o644)
 	os.WriteFile(filepath.Join(root, "control/tcp.smtp.cdb"), nil, 0o644)
-	os.WriteFile(filepath.Join(root, "bin/qmail-tcpserver"), []byte("#!/bin/sh\necho \"$*\"\nenv | sort\n"), 0o755)
-	var script string
-	for _, f := range ServiceScripts(ScriptOptions{Root: root}) {
-		if f.Path == "submission/run" {
-			script = f.Content
+	fake := []byte("#!/bin/sh\necho \"$*\"\nenv | sort\n")
+	os.WriteFile(filepath.Join(root, "bin/qmail-tcpserver"), fake, 0o755)
+	os.WriteFile(filepath.Join(root, "bin/tcpserver"), fake, 0o755)
+	// quail's launcher is asked to reuse qmail-smtpd processes (-k);
+	// ucspi-tcp's tcpserver has no such flag and is not.
+	for _, tc := range []struct{ tcpserver, reuse string }{
+		{"", "-k 100 "},
+		{filepath.Join(root, "bin/tcpserver"), ""},
+	} {
+		var script string
+		for _, f := range ServiceScripts(ScriptOptions{Root: root, TCPServer: tc.tcpserver}) {
+			if f.Path == "submission/run" {
+				script = f.Content
+			}
 		}
-	}
-	cmd := exec.Command("sh", "-c", script)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "SECRET=leak"}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	want := "-v -R -H -l mx.example.test -x " + root + "/control/tcp.smtp.cdb -c 100 0 587 " + root + "/bin/qmail-smtpd --submission\n" +
-		"PATH=" + root + "/bin:/usr/local/bin:/usr/bin:/bin\nPWD=" + mustGetwd(t) + "\nQMAILHOME=" + root + "\n"
-	if string(out) != want {
-		t.Errorf("the script ran\n%s\nwant\n%s", out, want)
+		cmd := exec.Command("sh", "-c", script)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "SECRET=leak"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		want := "-v -R -H -l mx.example.test -x " + root + "/control/tcp.smtp.cdb " + tc.reuse + "-c 100 0 587 " + root + "/bin/qmail-smtpd --submission\n" +
+			"PATH=" + root + "/bin:/usr/local/bin:/usr/bin:/bin\nPWD=" + mustGetwd(t) + "\nQMAILHOME=" + root + "\n"
+		if string(out) != want {
+			t.Errorf("the script (launcher %q) ran\n%s\nwant\n%s", tc.tcpserver, out, want)
+		}
 	}
 }
 

@@ -43,8 +43,14 @@ func Received(pid, uid int, now time.Time) string {
 
 // Run is qmail-queue. It returns the exit status.
 func Run(message, envelope io.Reader) int {
-	time.AfterFunc(Death, func() { os.Exit(exitcode.QQTimeout) })
 	syscall.Umask(0o033)
+	return runOne(message, envelope)
+}
+
+// runOne queues one message, giving up after Death.
+func runOne(message, envelope io.Reader) int {
+	death := time.AfterFunc(Death, func() { os.Exit(exitcode.QQTimeout) })
+	defer death.Stop()
 	root := control.Home()
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return exitcode.QQHome

@@ -49,13 +49,21 @@ type Injection struct {
 	proc   *os.Process
 	msg    *os.File // write end of the message pipe
 	env    *os.File // write end of the envelope pipe
-	custom *os.File // read end of the custom-error pipe
+	custom *os.File // read end of the custom-error pipe; nil on a kept program's later messages
 	werr   error
+	keeper *Keeper // set when the program serves many messages
 }
 
 // Start runs the queue program in root (relative paths in QMAILQUEUE
 // resolve there, as in qmail), with the caller's environment.
 func Start(root string) (*Injection, error) {
+	return start(root, Program(root), nil, nil)
+}
+
+// start runs prog with the message and envelope pipes on fd 0 and 1,
+// channel (if any) on fd 3 and the custom-error pipe on fd 4 and 6. A nil
+// env is the caller's environment.
+func start(root, prog string, channel *os.File, env []string) (*Injection, error) {
 	msgR, msgW, err := os.Pipe()
 	if err != nil {
 		return nil, tempf("qq trouble creating pipes (#4.3.0)")
@@ -72,10 +80,10 @@ func Start(root string) (*Injection, error) {
 	}
 	// os.StartProcess rather than os/exec: sendmail and qmail-inject run
 	// once per message, and os/exec's imports would slow their start-up.
-	prog := Program(root)
 	proc, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{
-		Dir:   root,                                                      // a relative QMAILQUEUE resolves here, as in qmail
-		Files: []*os.File{msgR, envR, os.Stderr, nil, custW, nil, custW}, // custom errors on fds 4 and 6
+		Dir:   root,                                                          // a relative QMAILQUEUE resolves here, as in qmail
+		Env:   env,                                                           // nil: ours
+		Files: []*os.File{msgR, envR, os.Stderr, channel, custW, nil, custW}, // custom errors on fds 4 and 6
 	})
 	closeAll(msgR, envR, custW)
 	if err != nil {
@@ -105,10 +113,23 @@ func (i *Injection) Write(p []byte) (int, error) {
 // Finish ends the message, sends the envelope and waits for the queue
 // program. nil means queued.
 func (i *Injection) Finish(env queue.Envelope) error {
+	if i.keeper != nil {
+		return i.finishKept(env.Encode())
+	}
 	i.msg.Close()
 	i.env.Write(env.Encode()) // a refusing program may be gone: its status tells
 	i.env.Close()
+	return i.wait()
+}
+
+// wait reads the queue program's exit status as qmail does.
+func (i *Injection) wait() error {
 	st, err := i.proc.Wait()
+	return i.status(st, err)
+}
+
+// status reads the queue program's exit as qmail does.
+func (i *Injection) status(st *os.ProcessState, err error) error {
 	defer i.custom.Close()
 	if err != nil {
 		return tempf("qq waitpid surprise (#4.3.0)")
@@ -139,6 +160,10 @@ const AbortWait = 10 * time.Second
 // message file behind. A program that does not exit within AbortWait is
 // killed.
 func (i *Injection) Abort() {
+	if i.keeper != nil {
+		i.abortKept()
+		return
+	}
 	i.msg.Close()
 	i.env.Close()
 	timer := time.AfterFunc(AbortWait, func() { i.proc.Kill() })

@@ -49,6 +49,12 @@ const (
 // run` holds locked, with its pid inside.
 const LockFile = "run/qmailctl-run.lock"
 
+// SMTPDReuse is qmail-tcpserver's -k for the SMTP services: how many
+// sessions one qmail-smtpd process serves in turn. Postfix's smtpd
+// processes serve 100 (max_use) for the same reason: a process creation
+// costs more than a short session.
+const SMTPDReuse = 100
+
 // sameSignal is how soon after the first a stop signal counts as the
 // same one: timeout(1) and kills aimed at a process group can deliver
 // one signal twice, which must not read as a second Ctrl-C.
@@ -223,6 +229,11 @@ func (r *runner) prepare() error {
 		case SMTP, Submission, SMTPS:
 			args = append(append(args, dropTo...), rules...)
 			args = append(args, "-c", strconv.FormatInt(maxSMTP, 10))
+			if filepath.Base(tcpserver) == "qmail-tcpserver" {
+				// One qmail-smtpd process serves up to SMTPDReuse
+				// sessions in turn (docs/architecture.md).
+				args = append(args, "-k", strconv.Itoa(SMTPDReuse))
+			}
 			prog = []string{bin("qmail-smtpd")}
 			if l.Service != SMTP {
 				prog = append(prog, "--"+l.Service)

@@ -151,8 +151,8 @@ func TestRunStopsListenersFirst(t *testing.T) {
 	for _, want := range []string{
 		"send: status: local 0/10 remote 0/20\n",
 		"send: qmail-start args: ./Maildir/\n",
-		"smtp: tcpserver args: -v -R -H -l mail.example.test -c 100 127.0.0.1 2525 " + bin + "/qmail-smtpd\n",
-		"submission: tcpserver args: -v -R -H -l mail.example.test -c 100 ::1 2587 " + bin + "/qmail-smtpd --submission\n",
+		"smtp: tcpserver args: -v -R -H -l mail.example.test -c 100 -k 100 127.0.0.1 2525 " + bin + "/qmail-smtpd\n",
+		"submission: tcpserver args: -v -R -H -l mail.example.test -c 100 -k 100 ::1 2587 " + bin + "/qmail-smtpd --submission\n",
 		"pop3: tcpserver args: -v -R -H -l mail.example.test 0 2110 " + bin + "/qmail-popup mail.example.test " + bin + "/checkpassword " + bin + "/qmail-pop3d Maildir\n",
 		"send: status: exiting\n",
 		"run: stopped\n",
@@ -191,7 +191,7 @@ func TestRunDefaultDeliveryAndRules(t *testing.T) {
 	out := r.out.String()
 	for _, want := range []string{
 		"send: qmail-start args: ./Mailbox\n",
-		"smtp: tcpserver args: -v -R -H -l mail.example.test -u 7770 -g 2108 -x " + root + "/control/tcp.smtp.cdb -c 7 127.0.0.1 2525 " + root + "/bin/qmail-smtpd\n",
+		"smtp: tcpserver args: -v -R -H -l mail.example.test -u 7770 -g 2108 -x " + root + "/control/tcp.smtp.cdb -c 7 -k 100 127.0.0.1 2525 " + root + "/bin/qmail-smtpd\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

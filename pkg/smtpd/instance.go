@@ -96,6 +96,9 @@ func Main(args []string, stdin, stdout *os.File, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "qmail-smtpd: %v\n", err)
 		return 1
 	}
+	// Closed before Main returns: a process reused for the next
+	// connection (qmail-tcpserver -k) must hold no copy of this one.
+	defer conn.Close()
 	cfg.connInfo(conn)
 	if cfg.Mode == MX && cfg.RemoteIP != "" {
 		// Asked at the first RCPT (the session keeps the answer), so a
@@ -193,8 +196,26 @@ func loadConfig(root string, checkArgs []string, checker string, cram bool) (Con
 	cfg.ReceiveCheck = lookup.receiveCheck
 	cfg.SendCheck = lookup.sendCheck
 	cfg.Accepted = lookup.accepted
-	cfg.Queue = func() (Injector, error) { return qq.Start(root) }
+	cfg.Queue = func() (Injector, error) { return queueKeeper(root).Start() }
 	return cfg, nil
+}
+
+// keeper keeps the queue program running from one message to the next,
+// and from one session to the next when qmail-tcpserver -k reuses this
+// process, so that a message costs no process creation (package qq's
+// serve mode). It is replaced when a session's environment names another
+// queue program (QMAILQUEUE set by a tcprules entry, say).
+var keeper *qq.Keeper
+
+func queueKeeper(root string) *qq.Keeper {
+	if keeper != nil && (keeper.Program() != qq.Program(root) || keeper.Root() != root) {
+		keeper.Close()
+		keeper = nil
+	}
+	if keeper == nil {
+		keeper = qq.NewKeeper(root)
+	}
+	return keeper
 }
 
 // authenticator is the checkpassword program AUTH runs: the operands as

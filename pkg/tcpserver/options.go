@@ -18,6 +18,7 @@ type Options struct {
 
 	Limit   int // -c: simultaneous connections
 	Backlog int // -b: listen(2) backlog
+	Reuse   int // -k: connections one program process may serve in turn; below 2, one each
 
 	UID, GID int // -u, -g, -U: ids to switch to after binding; 0 keeps ours
 
@@ -52,6 +53,7 @@ func Defaults() Options {
 	return Options{
 		Limit:       40,
 		Backlog:     20,
+		Reuse:       1,
 		RemoteHost:  true,
 		RemoteInfo:  true,
 		InfoTimeout: 26 * time.Second,
@@ -63,7 +65,7 @@ func Defaults() Options {
 var ErrHelp = pflag.ErrHelp
 
 // Usage is the synopsis, as a one-line reminder on misuse.
-const Usage = "usage: qmail-tcpserver [-1UXpPhHrRoOdDqQv] [-c limit] [-x rules.cdb] [-B banner] [-g gid] [-u uid] [-b backlog] [-l localname] [-t timeout] host port program [arg...]"
+const Usage = "usage: qmail-tcpserver [-1UXpPhHrRoOdDqQv] [-c limit] [-k n] [-x rules.cdb] [-B banner] [-g gid] [-u uid] [-b backlog] [-l localname] [-t timeout] host port program [arg...]"
 
 const help = Usage + `
 
@@ -76,6 +78,9 @@ Options are tcpserver's (ucspi-tcp 0.88):
 
   -c N     at most N connections at once (default 40)
   -b N     listen backlog (default 20)
+  -k N     let one PROGRAM process serve up to N connections in turn, for
+           a program that speaks quail's reuse protocol (qmail-smtpd);
+           default 1, a process per connection as in tcpserver
   -x CDB   follow the tcprules database CDB, re-read for every connection
   -X       with -x, allow connections when CDB does not exist
   -u UID   switch to numeric user id UID after binding
@@ -168,6 +173,10 @@ func ParseArgs(args []string, getenv func(string) (string, bool), helpOut io.Wri
 	})
 	value("c", "limit", func(v string) (err error) {
 		o.Limit, err = parseNumber(v, 1, 1<<20)
+		return err
+	})
+	value("k", "reuse", func(v string) (err error) {
+		o.Reuse, err = parseNumber(v, 0, 1<<20)
 		return err
 	})
 	value("b", "backlog", func(v string) (err error) {

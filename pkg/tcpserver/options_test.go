@@ -34,6 +34,8 @@ func TestParseArgs(t *testing.T) {
 		{"value in a bundle", "-vc 3 -1Dpo 0 25 prog", nil, func(o *Options) {
 			o.Verbosity, o.Limit, o.PrintPort, o.NoDelay, o.Paranoid, o.KeepIPOptions = Verbose, 3, true, true, true, true
 		}},
+		{"reuse", "-k 100 0 25 prog", nil, func(o *Options) { o.Reuse = 100 }},
+		{"reuse off", "-vk0 0 25 prog", nil, func(o *Options) { o.Verbosity, o.Reuse = Verbose, 0 }},
 		{"ids", "-u 7770 -g 2108 0 25 prog", nil, func(o *Options) { o.UID, o.GID = 7770, 2108 }},
 		{"ids from env", "-U 0 25 prog", map[string]string{"UID": "7770", "GID": "2108"}, func(o *Options) { o.UID, o.GID = 7770, 2108 }},
 		{"-U then -u", "-U -u 5 0 25 prog", map[string]string{"UID": "7770", "GID": "2108"}, func(o *Options) { o.UID, o.GID = 5, 2108 }},
@@ -84,6 +86,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"-c", "0", "0", "25", "prog"}, nil, `"0" for "-c, --limit"`},
 		{[]string{"-c", "x", "0", "25", "prog"}, nil, `"x" for "-c, --limit"`},
 		{[]string{"-b", "-1", "0", "25", "prog"}, nil, `"-1" for "-b, --backlog"`},
+		{[]string{"-k", "x", "0", "25", "prog"}, nil, `"x" for "-k, --reuse"`},
 		{[]string{"-u", "joe", "0", "25", "prog"}, nil, `"joe" for "-u, --uid"`},
 		{[]string{"-g", "4294967295", "0", "25", "prog"}, nil, `for "-g, --gid"`},
 		{[]string{"-t", "1.5", "0", "25", "prog"}, nil, `for "-t, --info-timeout"`},

@@ -28,6 +28,12 @@ type testServer struct {
 // it serves.
 func serve(t *testing.T, o Options, setup func(*Server)) *testServer {
 	t.Helper()
+	return serveEnv(t, o, []string{"PATH=/usr/bin:/bin", "TCPREMOTEHOST=stale"}, setup)
+}
+
+// serveEnv is serve with the server's environment.
+func serveEnv(t *testing.T, o Options, environ []string, setup func(*Server)) *testServer {
+	t.Helper()
 	if o.Port == "" {
 		o.Port = "0"
 	}
@@ -36,7 +42,7 @@ func serve(t *testing.T, o Options, setup func(*Server)) *testServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := Listen(ctx, o, logFile, []string{"PATH=/usr/bin:/bin", "TCPREMOTEHOST=stale"})
+	s, err := Listen(ctx, o, logFile, environ)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

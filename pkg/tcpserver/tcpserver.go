@@ -8,6 +8,9 @@
 // does the name, ident and rules lookups in that copy, the launcher does
 // them in a goroutine and then creates one process: the program. A
 // connection that is denied or dropped therefore costs no process at all.
+// With -k, a program that speaks package reuse's protocol (qmail-smtpd)
+// serves several connections in turn, so that most cost no process
+// either.
 package tcpserver
 
 import (
@@ -25,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/reuse"
 )
 
 // Server is a bound listener and the state of its connections.
@@ -42,6 +47,7 @@ type Server struct {
 	sem      chan struct{} // one token per connection being served (-c)
 	active   int           // guarded by log.mu, so status lines stay in order
 	starting sync.WaitGroup
+	pool     pool // -k's processes
 }
 
 // Listen resolves HOST and PORT, binds the listening socket and then
@@ -83,6 +89,7 @@ func Listen(ctx context.Context, o Options, stderr *os.File, environ []string) (
 		resolver: r,
 		identd:   identPort,
 		sem:      make(chan struct{}, o.Limit),
+		pool:     pool{idleMax: idleMax},
 	}
 	return s, nil
 }
@@ -93,10 +100,12 @@ func (s *Server) Port() int { return s.port }
 // Serve accepts connections until ctx is done. Then it closes the
 // listener, waits for the connections still being looked up to have
 // started their program (or been refused), and returns nil, leaving the
-// programs running as tcpserver does on SIGTERM.
+// programs running as tcpserver does on SIGTERM. With -k, idle programs
+// are told to exit, and busy ones will be when they finish.
 func (s *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
+	defer s.stopReuse()
 	s.changeActive(0, "")
 	for {
 		select {
@@ -141,12 +150,15 @@ func (s *Server) changeActive(delta int, before string) {
 func (s *Server) serveConn(ctx context.Context, c *net.TCPConn) {
 	p, end := s.launch(ctx, c)
 	s.starting.Done()
-	if p != nil {
+	switch {
+	case p != nil:
 		var wstat uint32
 		if st, err := p.Wait(); err == nil {
 			wstat = uint32(st.Sys().(syscall.WaitStatus))
 		}
 		end = endLine(p.Pid, wstat)
+	case end == "":
+		return // a -k process serves it; its watcher counts it out
 	}
 	s.changeActive(-1, end)
 	<-s.sem
@@ -163,7 +175,8 @@ func pidLine(pid int, ip string) string {
 // launch does tcpserver's child's work for one connection: banner,
 // lookups, rules, and then it starts the program. It returns the program's
 // process, or nil and the "end" line to log when no program runs; those
-// connections are logged with pid 0.
+// connections are logged with pid 0. With -k it returns nil and "" when
+// the connection went to a process of the pool, new or reused.
 func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, string) {
 	defer c.Close() // the program has its own descriptor
 	f := Facts{Local: addrPort(c.LocalAddr()), Remote: addrPort(c.RemoteAddr())}
@@ -207,20 +220,46 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 		return nil, endLine(0, wstatDeny)
 	}
 
-	prog := s.o.Program[0]
-	path, err := lookPath(prog, s.path)
-	if err != nil {
-		return drop("unable to run "+prog, err)
-	}
+	env := ChildEnv(s.base, f, rule.Env)
 	file, err := c.File()
 	if err != nil {
 		return drop("unable to set up descriptors", err)
 	}
 	defer file.Close()
+	reusing := s.o.Reuse >= 2
+	if reusing && envSize(env) <= reuse.MaxEnv {
+		// Programs written for tcpserver expect a blocking socket, and
+		// Go's are not: Fd makes this one blocking (as os.StartProcess
+		// does below), and SetNonblock says so.
+		fd := int(file.Fd())
+		if err := syscall.SetNonblock(fd, false); err != nil {
+			return drop("unable to set up descriptors", err)
+		}
+		if s.handoff(fd, env, &f) {
+			return nil, ""
+		}
+	}
+
+	prog := s.o.Program[0]
+	path, err := lookPath(prog, s.path)
+	if err != nil {
+		return drop("unable to run "+prog, err)
+	}
+	if reusing {
+		w, err := s.startWorker(path, file, env)
+		if err != nil {
+			return drop("unable to run "+prog, err)
+		}
+		if s.o.Verbosity >= Verbose {
+			s.log.write(pidLine(w.p.Pid, IPString(f.Remote.Addr())) + connLine("ok", w.p.Pid, &f))
+		}
+		s.watch(w)
+		return nil, ""
+	}
 	// os.StartProcess makes the descriptor blocking again (Go's sockets
 	// are non-blocking), as programs written for tcpserver expect.
 	p, err := os.StartProcess(path, s.o.Program, &os.ProcAttr{
-		Env:   ChildEnv(s.base, f, rule.Env),
+		Env:   env,
 		Files: []*os.File{file, file, s.stderr},
 	})
 	if err != nil {
