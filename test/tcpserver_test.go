@@ -633,18 +633,27 @@ func BenchmarkTCPServer(b *testing.B) {
 func TestTCPServerReuseSMTPD(t *testing.T) {
 	t.Run("root install", func(t *testing.T) {
 		testutil.NeedRoot(t)
-		testTCPServerReuseSMTPD(t, nil)
+		testTCPServerReuseSMTPD(t, nil, false)
 	})
 	t.Run("ordinary user", func(t *testing.T) {
 		var cred *syscall.Credential
 		if os.Geteuid() == 0 {
 			cred = nobody
 		}
-		testTCPServerReuseSMTPD(t, cred)
+		testTCPServerReuseSMTPD(t, cred, false)
+	})
+	// A wrapper that execs qmail-smtpd (as rblsmtpd does) must run for
+	// every connection: qmail-smtpd then takes no part in reuse.
+	t.Run("behind a wrapper", func(t *testing.T) {
+		var cred *syscall.Credential
+		if os.Geteuid() == 0 {
+			cred = nobody
+		}
+		testTCPServerReuseSMTPD(t, cred, true)
 	})
 }
 
-func testTCPServerReuseSMTPD(t *testing.T, cred *syscall.Credential) {
+func testTCPServerReuseSMTPD(t *testing.T, cred *syscall.Credential, wrapped bool) {
 	py := testutil.NeedTool(t, "python3", "python3")
 	root := smtpInstance(t, cred)
 	u := startUnit(t, root, "", cred)
@@ -656,7 +665,11 @@ func testTCPServerReuseSMTPD(t *testing.T, cred *syscall.Credential) {
 		d := lookupIDs(t, "qmaild")
 		args = append(args, "-u", strconv.Itoa(d[0]), "-g", strconv.Itoa(d[1]))
 	}
-	args = append(args, "127.0.0.1", "0", filepath.Join(root, "bin", "qmail-smtpd"))
+	args = append(args, "127.0.0.1", "0")
+	if wrapped {
+		args = append(args, "/usr/bin/env")
+	}
+	args = append(args, filepath.Join(root, "bin", "qmail-smtpd"))
 	srv := tsServe(t, tsImpl{"qmail-tcpserver", filepath.Join(root, "bin", "qmail-tcpserver")},
 		tsStart{env: []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}, cred: cred, dir: dir}, args...)
 
@@ -699,7 +712,14 @@ s.quit()
 		}
 	}
 	a, b := pids[0], pids[5]
-	if want := []string{a, a, a, a, a, b, b}; a == b || fmt.Sprint(pids) != fmt.Sprint(want) {
+	distinct := map[string]bool{}
+	for _, p := range pids {
+		distinct[p] = true
+	}
+	switch want := []string{a, a, a, a, a, b, b}; {
+	case wrapped && len(distinct) != sessions:
+		t.Errorf("behind a wrapper, sessions served by %v, want a process each", pids)
+	case !wrapped && (a == b || fmt.Sprint(pids) != fmt.Sprint(want)):
 		t.Errorf("sessions served by %v, want five by one process and two by another (-k 5)", pids)
 	}
 

@@ -2,7 +2,6 @@ package qmailqueue
 
 import (
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/quail-mta/quail/pkg/qq"
@@ -46,15 +45,7 @@ func serveChannel() (*reuse.Channel, bool) {
 	os.Unsetenv(qq.EnvServe)
 	const fd = qq.ServeFD
 	syscall.CloseOnExec(fd)
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, false
-	}
-	asked, err := filepath.EvalSymlinks(prog)
-	if err != nil {
-		return nil, false
-	}
-	if exe, err = filepath.EvalSymlinks(exe); err != nil || exe != asked {
+	if !reuse.IsExecutable(prog) {
 		return nil, false
 	}
 	if !qq.ChannelFromParent(fd) {

@@ -16,13 +16,12 @@
 //     SCM_RIGHTS carry the connection's descriptor; or it closes its end,
 //     and the program exits.
 //
-// A program only takes part when the socket is a SOCK_SEQPACKET whose
-// other end was made by its parent process: a wrapper that forks the
-// program (recordio, say) sits between the launcher and the connection,
-// so such a program serves once, as under tcpserver. A wrapper that execs
-// the program (rblsmtpd, say) cannot be told apart and runs only for the
-// first connection; the launcher's -k documents that it is for programs
-// that are the whole session themselves.
+// A program only takes part when it is the very program the launcher
+// ran ($QUAIL_REUSE_PROGRAM, compared with its own executable) and the
+// socket is a SOCK_SEQPACKET whose other end its parent made. A wrapper
+// in between, whether it execs the program (rblsmtpd, envdir) or forks it
+// (recordio), must run for every connection, and so it turns reuse off:
+// the program then serves one connection, as under tcpserver.
 package reuse
 
 import (
@@ -30,6 +29,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +37,9 @@ import (
 
 // EnvFD names the variable that tells the program its end of the channel.
 const EnvFD = "QUAIL_REUSE_FD"
+
+// EnvProgram names the variable that holds the path the launcher ran.
+const EnvProgram = "QUAIL_REUSE_PROGRAM"
 
 // Done is the packet a worker sends when its connection is finished.
 const Done = "done"
@@ -52,6 +55,8 @@ type Worker struct{ ch *Channel }
 // and keeps the descriptor from the program's own children either way.
 func FromEnv() *Worker {
 	v, ok := os.LookupEnv(EnvFD)
+	prog := os.Getenv(EnvProgram)
+	os.Unsetenv(EnvProgram)
 	if !ok {
 		return nil
 	}
@@ -61,7 +66,7 @@ func FromEnv() *Worker {
 		return nil
 	}
 	syscall.CloseOnExec(fd)
-	if !FromParent(fd) {
+	if !IsExecutable(prog) || !FromParent(fd) {
 		syscall.Close(fd)
 		return nil
 	}
@@ -70,6 +75,23 @@ func FromEnv() *Worker {
 		return nil
 	}
 	return &Worker{ch: ch}
+}
+
+// IsExecutable reports whether path names this process's own executable
+// (after symbolic links): the program run, not a wrapper that ran it.
+func IsExecutable(path string) bool {
+	if path == "" {
+		return false
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return false
+	}
+	p, err := filepath.EvalSymlinks(path)
+	return err == nil && p == exe
 }
 
 // FromParent reports whether fd is a SOCK_SEQPACKET socket whose other

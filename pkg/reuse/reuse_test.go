@@ -35,6 +35,9 @@ func childReport() string {
 	if _, ok := os.LookupEnv(EnvFD); ok {
 		r += " env-left"
 	}
+	if _, ok := os.LookupEnv(EnvProgram); ok {
+		r += " program-left"
+	}
 	flags, err := fcntl(3, syscall.F_GETFD)
 	switch {
 	case err == syscall.EBADF:
@@ -83,23 +86,30 @@ func TestFromEnvChild(t *testing.T) {
 		typ  int
 		argv []string
 		want string
+		prog string // the program the launcher says it ran; "" for argv[0]
 	}{
-		{"seqpacket from the parent", syscall.SOCK_SEQPACKET, []string{exe, childArg}, "usable fd3-cloexec"},
-		{"stream from the parent", syscall.SOCK_STREAM, []string{exe, childArg}, "refused fd3-closed"},
-		{"datagram from the parent", syscall.SOCK_DGRAM, []string{exe, childArg}, "refused fd3-closed"},
+		{"seqpacket from the parent", syscall.SOCK_SEQPACKET, []string{exe, childArg}, "usable fd3-cloexec", ""},
+		{"stream from the parent", syscall.SOCK_STREAM, []string{exe, childArg}, "refused fd3-closed", ""},
+		{"datagram from the parent", syscall.SOCK_DGRAM, []string{exe, childArg}, "refused fd3-closed", ""},
 		// A wrapper that forks: the program's parent is the shell.
-		{"through a forking wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `"$0" "$1"; exit $?`, exe, childArg}, "refused fd3-closed"},
-		// One that execs cannot be told apart (see the package doc).
-		{"through an exec wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `exec "$0" "$1"`, exe, childArg}, "usable fd3-cloexec"},
+		{"through a forking wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `"$0" "$1"; exit $?`, exe, childArg}, "refused fd3-closed", ""},
+		// One that execs: the program run was the shell.
+		{"through an exec wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `exec "$0" "$1"`, exe, childArg}, "refused fd3-closed", ""},
+		// The launcher says it ran another program.
+		{"another program named", syscall.SOCK_SEQPACKET, []string{exe, childArg}, "refused fd3-closed", sh},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := pair(t, tc.typ)
 			defer syscall.Close(a)
 			theirs := os.NewFile(uintptr(b), "theirs")
 			defer theirs.Close()
+			prog := tc.prog
+			if prog == "" {
+				prog = tc.argv[0]
+			}
 			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
 			// GORACE: no one-second pause at exit in a -race child.
-			cmd.Env = []string{EnvFD + "=3", "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}
+			cmd.Env = []string{EnvFD + "=3", EnvProgram + "=" + prog, "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}
 			cmd.ExtraFiles = []*os.File{theirs}
 			out, err := cmd.Output()
 			if err != nil {

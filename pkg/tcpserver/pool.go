@@ -50,7 +50,7 @@ func (s *Server) startWorker(path string, conn *os.File, env []string) (*worker,
 	}
 	defer theirs.Close()
 	p, err := os.StartProcess(path, s.o.Program, &os.ProcAttr{
-		Env:   setEnv(env, reuse.EnvFD, "3"),
+		Env:   setEnv(setEnv(env, reuse.EnvFD, "3"), reuse.EnvProgram, path),
 		Files: []*os.File{conn, conn, s.stderr, theirs},
 	})
 	if err != nil {
