@@ -202,8 +202,13 @@ func rename(dir string, m Message, to string) (Message, error) {
 	if to == m.Name {
 		return m, nil
 	}
-	if err := os.Rename(filepath.Join(dir, m.Name), filepath.Join(dir, to)); err != nil {
-		return m, fmt.Errorf("maildir %s: %w", dir, err)
+	// rename(2) itself, not os.Rename, which first stats the target to
+	// refuse a directory there: a system call per message that POP3's
+	// QUIT, moving thousands from new/ to cur/, can do without (rename(2)
+	// refuses a directory target too).
+	from, target := filepath.Join(dir, m.Name), filepath.Join(dir, to)
+	if err := unix.Rename(from, target); err != nil {
+		return m, fmt.Errorf("maildir %s: %w", dir, &os.LinkError{Op: "rename", Old: from, New: target, Err: err})
 	}
 	m.Name = to
 	return m, nil

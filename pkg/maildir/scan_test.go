@@ -244,6 +244,17 @@ func TestMoveToCur(t *testing.T) {
 	if _, err := MoveToCur(dir, Message{Name: "new/gone", UIDL: "gone"}); err == nil {
 		t.Error("MoveToCur of a missing file: no error")
 	}
+	// A directory where the message would go is not replaced.
+	put(t, dir, "new/2.M1P1Q1.h", "message\n", t0)
+	if err := os.Mkdir(filepath.Join(dir, "cur", "2.M1P1Q1.h:2,"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MoveToCur(dir, Message{Name: "new/2.M1P1Q1.h", UIDL: "2.M1P1Q1.h"}); err == nil {
+		t.Error("MoveToCur onto a directory: no error")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new", "2.M1P1Q1.h")); err != nil {
+		t.Errorf("the message left new/ although the move failed: %v", err)
+	}
 }
 
 func TestSetFlags(t *testing.T) {

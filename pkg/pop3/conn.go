@@ -49,6 +49,17 @@ func (c *FileConn) Blocking() {
 	}
 }
 
+// Release closes the copies, taking the connection out of this
+// process's poller while a child serves it: the poller would otherwise
+// wake at every packet the child sends or receives. Reclaim takes new
+// copies of descriptors 0 and 1, which stay open meanwhile.
+func (c *FileConn) Release() { c.Close() }
+
+// Reclaim undoes Release.
+func (c *FileConn) Reclaim() {
+	c.In, c.Out = pollable(0, "stdin"), pollable(1, "stdout")
+}
+
 func (c *FileConn) Read(p []byte) (int, error)  { return c.In.Read(p) }
 func (c *FileConn) Write(p []byte) (int, error) { return c.Out.Write(p) }
 

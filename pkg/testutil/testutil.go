@@ -72,9 +72,14 @@ var (
 
 // Bin builds every program under cmd/ once per test binary and returns
 // the directory holding them. The directory is world-readable, so tests
-// can run the programs as other users.
+// can run the programs as other users. $QUAIL_TEST_BIN names a directory
+// of programs built already (scripts/build DIR) to use instead, so that a
+// profiler finds their symbols after the test.
 func Bin(tb testing.TB) string {
 	tb.Helper()
+	if dir := os.Getenv("QUAIL_TEST_BIN"); dir != "" {
+		return dir
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "quail-bin-")
 		if buildErr != nil {

@@ -88,6 +88,7 @@ func Serve(conn net.Conn, cfg Config) error {
 		s.w.Flush()
 		return fmt.Errorf("%w: %v", ErrNoMaildir, err)
 	}
+	defer md.close()
 	s.md = md
 	s.reply(pop3.OK)
 	return s.loop()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -417,5 +418,51 @@ func TestQuitReleasesQuota(t *testing.T) {
 	Serve(c, cfg)
 	if calls != 0 {
 		t.Errorf("a QUIT without deletions released %d times", calls)
+	}
+}
+
+// A message whose size the scan knows is read to that size and no
+// further (no read(2) for the end), through the directory descriptors;
+// one whose size is unknown, to its end.
+func TestOpenRawSized(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		os.Mkdir(filepath.Join(dir, sub), 0o700)
+	}
+	os.WriteFile(filepath.Join(dir, "new", "1.a"), []byte("0123456789"), 0o600)
+	md, err := openMaildrop(dir, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer md.close()
+	for _, tc := range []struct {
+		size int64
+		want string
+	}{{10, "0123456789"}, {-1, "0123456789"}, {4, "0123"}} {
+		f, err := md.openRaw("new/1.a", tc.size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Four bytes at a time: with the size known as 4, the end
+		// comes after the first read, from the size, not the file.
+		var got []byte
+		buf := make([]byte, 4)
+		for {
+			n, rerr := f.Read(buf)
+			got = append(got, buf[:n]...)
+			if rerr != nil {
+				if rerr != io.EOF {
+					err = rerr
+				}
+				break
+			}
+		}
+		f.Close()
+		if err != nil || string(got) != tc.want {
+			t.Errorf("size %d: read %q, %v; want %q", tc.size, got, err, tc.want)
+		}
+	}
+	if _, err := md.openRaw("cur/1.a", 10); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("cur/1.a: %v, want not found", err)
 	}
 }

@@ -74,8 +74,12 @@ type Outcome struct {
 type Exec struct {
 	Argv          []string // the checker and the subprogram with its arguments
 	Stdin, Stdout *os.File // the connection's descriptors
-	Env           []string // the child's environment; POP3GRANTFD is set here
-	Timeout       time.Duration
+	// Conn, when set, is the connection Stdin and Stdout belong to: on a
+	// plain connection it is released while the child serves it, and
+	// reclaimed (Stdin and Stdout with it) if the session goes on here.
+	Conn    *pop3.FileConn
+	Env     []string // the child's environment; POP3GRANTFD is set here
+	Timeout time.Duration
 }
 
 // Launch runs the checker and waits for it, and for the session it
@@ -135,6 +139,13 @@ func (e *Exec) Launch(a Attempt) Outcome {
 	}
 	if err != nil {
 		return Outcome{Temporary, fmt.Errorf("run %s: %w", path, err)}
+	}
+	if a.TLS == nil && e.Conn != nil {
+		e.Conn.Release()
+		defer func() {
+			e.Conn.Reclaim()
+			e.Stdin, e.Stdout = e.Conn.In, e.Conn.Out
+		}()
 	}
 
 	req := make([]byte, 0, len(a.User)+len(a.Secret)+len(a.Stamp)+3)

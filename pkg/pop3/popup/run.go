@@ -98,7 +98,7 @@ func Run(args []string, env []string, stderr io.Writer) int {
 	now := time.Now()
 	res, err := Serve(conn, Config{
 		Stamp:     fmt.Sprintf("<%d.%d@%s>", os.Getpid(), now.Unix(), hostname),
-		Launcher:  &Exec{Argv: argv, Stdin: conn.In, Stdout: conn.Out, Env: env, Timeout: timeout},
+		Launcher:  &Exec{Argv: argv, Stdin: conn.In, Stdout: conn.Out, Conn: conn, Env: env, Timeout: timeout},
 		OnLogin:   onLogin,
 		TLS:       tlsConf,
 		Plaintext: plaintext,
