@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -62,8 +63,23 @@ func (q Queue) Create() (*Writer, error) {
 		w.Abort()
 		return nil, qerr(exitcode.QQPid, "remove pid file", err)
 	}
-	w.buf = bufio.NewWriterSize(f, 64<<10)
+	w.buf = writers.Get().(*bufio.Writer)
+	w.buf.Reset(f)
 	return w, nil
+}
+
+// writers keeps message buffers from one message to the next: a process
+// that queues many (qmail-queue serving qmail-smtpd) would otherwise
+// allocate, zero and fault in 64 KB for each.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// release gives the buffer back once the message file is done with.
+func (w *Writer) release() {
+	if w.buf != nil {
+		w.buf.Reset(nil)
+		writers.Put(w.buf)
+		w.buf = nil
+	}
 }
 
 // ID is the message's queue id, the inode number of its mess/ file.
@@ -82,6 +98,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 // (see Todo): steps 3 to 8 of the package doc. When it returns nil the
 // message is queued and will be delivered; on an error nothing is.
 func (w *Writer) Commit(todo []byte) error {
+	defer w.release()
 	if err := w.commit(todo); err != nil {
 		if !exists(w.q.Todo(w.id)) {
 			w.Abort()
@@ -142,6 +159,7 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.release()
 	if w.mess != nil {
 		w.mess.Truncate(0)
 		w.mess.Close()

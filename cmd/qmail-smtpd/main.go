@@ -11,7 +11,9 @@ import (
 )
 
 func main() {
-	os.Exit(reuse.Serve(func() int {
+	code := reuse.Serve(func() int {
 		return smtpd.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	}))
+	})
+	smtpd.Shutdown()
+	os.Exit(code)
 }

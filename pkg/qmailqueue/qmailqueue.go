@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,10 +84,16 @@ func runOne(message, envelope io.Reader) int {
 	return exitcode.OK
 }
 
+// copyBufs keeps copyMessage's buffer from one message to the next, as
+// queue's writers do.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // copyMessage copies the message, telling read errors (54) from write
 // errors (53).
 func copyMessage(w *queue.Writer, r io.Reader) error {
-	buf := make([]byte, 64<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {

@@ -48,7 +48,10 @@ const Done = "done"
 const MaxEnv = 64 << 10
 
 // Worker is a program's end of the channel.
-type Worker struct{ ch *Channel }
+type Worker struct {
+	ch  *Channel
+	buf []byte // for the handoff packets, kept from one to the next
+}
 
 // FromEnv returns the channel qmail-tcpserver -k offers, or nil when none
 // is offered or it cannot be used. It removes EnvFD from the environment
@@ -117,8 +120,10 @@ func (w *Worker) Next() (env []string, conn int, err error) {
 	if err := w.ch.Send([]byte(Done)); err != nil {
 		return nil, -1, err
 	}
-	buf := make([]byte, MaxEnv)
-	n, fds, err := w.ch.Receive(buf, 1)
+	if w.buf == nil {
+		w.buf = make([]byte, MaxEnv)
+	}
+	n, fds, err := w.ch.Receive(w.buf, 1)
 	if errors.Is(err, io.EOF) {
 		return nil, -1, ErrStop
 	}
@@ -128,7 +133,7 @@ func (w *Worker) Next() (env []string, conn int, err error) {
 	if len(fds) != 1 {
 		return nil, -1, ErrMalformed
 	}
-	return splitEnv(buf[:n]), fds[0], nil
+	return splitEnv(w.buf[:n]), fds[0], nil
 }
 
 // Close gives the channel up: the launcher then counts the process out.

@@ -207,6 +207,15 @@ func loadConfig(root string, checkArgs []string, checker string, cram bool) (Con
 // queue program (QMAILQUEUE set by a tcprules entry, say).
 var keeper *qq.Keeper
 
+// Shutdown ends the queue program kept for this process, and waits for
+// it: qmail-smtpd calls it before it exits.
+func Shutdown() {
+	if keeper != nil {
+		keeper.Close()
+		keeper = nil
+	}
+}
+
 func queueKeeper(root string) *qq.Keeper {
 	if keeper != nil && (keeper.Program() != qq.Program(root) || keeper.Root() != root) {
 		keeper.Close()

@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quail-mta/quail/pkg/idleconn"
@@ -204,6 +205,7 @@ func Serve(conn net.Conn, cfg Config) error {
 		cfg.MaxRcpt = DefaultMaxRcpt
 	}
 	s := &session{cfg: cfg, conn: conn}
+	defer s.releaseIO()
 	if cfg.Mode == SMTPS {
 		if cfg.TLS == nil {
 			return errors.New("smtps needs a certificate: control/servercert.pem")
@@ -245,10 +247,33 @@ func (s *session) end(err error) error {
 	return err
 }
 
+// The big buffers are kept from one message, and one session, to the
+// next: a process reused by qmail-tcpserver -k would otherwise allocate,
+// zero and fault in 128 KB for each message.
+var (
+	readers     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	dataWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+)
+
+// setIO gives the session a reader and a writer on its connection. After
+// STARTTLS it is called again: the reader is reset, so that nothing the
+// client sent before TLS is read after it.
 func (s *session) setIO() {
 	c := idleconn.Conn{Conn: s.conn, Timeout: s.cfg.Timeout}
-	s.r = bufio.NewReaderSize(c, 64<<10)
+	if s.r == nil {
+		s.r = readers.Get().(*bufio.Reader)
+	}
+	s.r.Reset(c)
 	s.w = bufio.NewWriterSize(c, 4<<10)
+}
+
+// releaseIO gives the reader back when the session is over.
+func (s *session) releaseIO() {
+	if s.r != nil {
+		s.r.Reset(nil)
+		readers.Put(s.r)
+		s.r = nil
+	}
 }
 
 func (s *session) reply(format string, args ...any) {
@@ -622,7 +647,9 @@ func (s *session) dataCmd(arg string) error {
 		qq.Abort()
 		return err
 	}
-	w := bufio.NewWriterSize(qq, 64<<10)
+	w := dataWriters.Get().(*bufio.Writer)
+	w.Reset(qq)
+	defer func() { w.Reset(nil); dataWriters.Put(w) }()
 	w.WriteString(s.received())
 	res, err := readData(s.r, w, s.cfg.DataBytes)
 	if err != nil {
