@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,10 +18,10 @@ import (
 	"github.com/quail-mta/quail/pkg/testutil"
 )
 
-// smtpBenchServer is qmail-smtpd under qmail-tcpserver on an instance with
-// joe@example.test, and no delivery side: what is measured ends in the
-// queue.
-func smtpBenchServer(b *testing.B) string {
+// smtpBenchServer is qmail-smtpd under qmail-tcpserver -k reuse on an
+// instance with joe@example.test, and no delivery side: what is measured
+// ends in the queue.
+func smtpBenchServer(b *testing.B, reuse int) string {
 	b.Helper()
 	bin := testutil.Bin(b)
 	root := filepath.Join(b.TempDir(), "q")
@@ -45,7 +46,7 @@ func smtpBenchServer(b *testing.B) string {
 		os.WriteFile(filepath.Join(root, "bin", name), data, 0o755)
 	}
 	cmd := exec.Command(filepath.Join(root, "bin", "qmail-tcpserver"), "-1", "-R", "-H", "-l", "mx.example.com", "-c", "100",
-		"127.0.0.1", "0", filepath.Join(root, "bin", "qmail-smtpd"))
+		"-k", strconv.Itoa(reuse), "127.0.0.1", "0", filepath.Join(root, "bin", "qmail-smtpd"))
 	cmd.Env = []string{"QMAILHOME=" + root, "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -102,32 +103,39 @@ func smtpExchange(addr string, lines []string, wants string) error {
 }
 
 // BenchmarkSMTPD measures qmail-smtpd under qmail-tcpserver over real
-// sockets, serially: "session" is a connection with EHLO and QUIT (one
-// process creation: the session); "message" is one 2 KB message per
-// connection into the queue (two: the session and qmail-queue), each
-// durable when the client reads 250. Compare with BenchmarkFsyncBaseline
-// and BenchmarkExecHello from the same run.
+// sockets, serially: "session" is a connection with EHLO and QUIT;
+// "message" is one 2 KB message per connection into the queue, durable
+// when the client reads 250. Under "k1" (tcpserver's way) a session
+// creates one process and a message two (the session and qmail-queue);
+// under "k100" (qmailctl's services) one qmail-smtpd process serves up
+// to 100 connections in turn and keeps one qmail-queue for all its
+// messages. Compare with BenchmarkFsyncBaseline and BenchmarkExecHello
+// from the same run.
 func BenchmarkSMTPD(b *testing.B) {
-	addr := smtpBenchServer(b)
 	body := strings.Repeat(strings.Repeat("x", 78)+"\r\n", 2048/80)
-	b.Run("session", func(b *testing.B) {
-		before := forks(b)
-		for b.Loop() {
-			if err := smtpExchange(addr, []string{"EHLO bench\r\n", "QUIT\r\n"}, "22"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportForks(b, before)
-	})
-	b.Run("message", func(b *testing.B) {
-		before := forks(b)
-		lines := []string{"EHLO bench\r\n", "MAIL FROM:<a@example.org>\r\n", "RCPT TO:<joe@example.test>\r\n",
-			"DATA\r\n", "Subject: bench\r\n\r\n" + body + ".\r\n", "QUIT\r\n"}
-		for b.Loop() {
-			if err := smtpExchange(addr, lines, "222322"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportForks(b, before)
-	})
+	for _, reuse := range []int{1, 100} {
+		b.Run(fmt.Sprintf("k%d", reuse), func(b *testing.B) {
+			addr := smtpBenchServer(b, reuse)
+			b.Run("session", func(b *testing.B) {
+				before := forks(b)
+				for b.Loop() {
+					if err := smtpExchange(addr, []string{"EHLO bench\r\n", "QUIT\r\n"}, "22"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportForks(b, before)
+			})
+			b.Run("message", func(b *testing.B) {
+				before := forks(b)
+				lines := []string{"EHLO bench\r\n", "MAIL FROM:<a@example.org>\r\n", "RCPT TO:<joe@example.test>\r\n",
+					"DATA\r\n", "Subject: bench\r\n\r\n" + body + ".\r\n", "QUIT\r\n"}
+				for b.Loop() {
+					if err := smtpExchange(addr, lines, "222322"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportForks(b, before)
+			})
+		})
+	}
 }
