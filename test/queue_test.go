@@ -332,3 +332,55 @@ func TestQmailQueueServe(t *testing.T) {
 	}
 	count(5)
 }
+
+// A kept qmail-queue whose first message fails before it has read it all
+// (here: no pid/ directory) lets its injector go, with qmail's reply, as
+// a qmail-queue that exits does; it then serves the next message.
+func TestQmailQueueServeEarlyFailure(t *testing.T) {
+	root := buildInstance(t, nil)
+	bin := filepath.Join(testutil.Bin(t), "qmail-queue")
+	installed := filepath.Join(root, "bin", "qmail-queue")
+	if b, err := os.ReadFile(bin); err != nil || os.WriteFile(installed, b, 0o755) != nil {
+		t.Fatal("cannot install qmail-queue")
+	}
+	t.Setenv("QMAILHOME", root)
+	t.Setenv("QMAILQUEUE", "")
+	pid := filepath.Join(root, "queue", "pid")
+	if err := os.Rename(pid, pid+".away"); err != nil {
+		t.Fatal(err)
+	}
+	k := qq.NewKeeper(root)
+	defer k.Close()
+	big := []byte("Subject: big\n\n" + strings.Repeat(strings.Repeat("x", 99)+"\n", 4000)) // 400 KB: more than a pipe holds
+	send := func(body []byte) error {
+		done := make(chan error, 1)
+		go func() {
+			inj, err := k.Start()
+			if err != nil {
+				done <- err
+				return
+			}
+			inj.Write(body)
+			done <- inj.Finish(queue.Envelope{Sender: "a@example.test", Recipients: []string{"c@example.test"}})
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("the injector is still blocked after 20 s")
+			return nil
+		}
+	}
+	if err := send(big); err == nil || err.Error() != "qq trouble creating files in queue (#4.3.0)" {
+		t.Errorf("first message without pid/: %v", err)
+	}
+	if err := os.Rename(pid+".away", pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(big); err != nil {
+		t.Errorf("next message: %v", err)
+	}
+	if c, err := queue.New(root).Count(); err != nil || c.Messages != 1 {
+		t.Errorf("queue holds %+v (%v), want the one message", c, err)
+	}
+}

@@ -1,9 +1,13 @@
 package qmailqueue
 
 import (
+	"errors"
+	"io"
 	"os"
 	"syscall"
+	"time"
 
+	"github.com/quail-mta/quail/pkg/exitcode"
 	"github.com/quail-mta/quail/pkg/qq"
 	"github.com/quail-mta/quail/pkg/reuse"
 )
@@ -17,19 +21,44 @@ func Main() int {
 	if !ok {
 		return code
 	}
-	// Fd 0 and 1 are spent; the next messages come over the channel.
+	// Fd 0 and 1 are spent. Closing them before answering matters when
+	// the first message failed early: an injector still writing it, or
+	// its envelope, must get EPIPE, as from a qmail-queue that exits, not
+	// wait on a pipe nobody reads. The next messages come over the
+	// channel, and each one's pipes are closed before its answer too.
+	detachStdio()
 	for {
 		if err := qq.SendResult(ctl, code); err != nil {
-			return 0 // the injector is gone; its message was answered or not, as its status said
+			return code // the injector is gone: the status is all that is left to tell
 		}
+		// An injector that sends nothing for Death is taken to be gone.
+		ctl.SetReadDeadline(time.Now().Add(Death))
 		msg, env, err := qq.ReceiveMessage(ctl)
-		if err != nil {
-			return 0 // the injector closed the channel: no more messages
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, os.ErrDeadlineExceeded):
+			return 0 // no more messages, and none in flight
+		case err != nil:
+			// A message was sent but cannot be read: never exit 0 with a
+			// message unanswered (the injector reports it as a crash).
+			return exitcode.QQBug
 		}
 		code = runOne(msg, env)
 		msg.Close()
 		env.Close()
 	}
+}
+
+// detachStdio points fd 0 and 1 at /dev/null.
+func detachStdio() {
+	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		syscall.Close(0)
+		syscall.Close(1)
+		return
+	}
+	syscall.Dup3(null, 0, 0)
+	syscall.Dup3(null, 1, 0)
+	syscall.Close(null)
 }
 
 // serveChannel returns fd 3, the channel to the injector, when serve mode

@@ -145,6 +145,7 @@ func (k *Keeper) spawn() (*Injection, error) {
 		return nil, err
 	}
 	k.proc, k.ctl, k.serving = inj.proc, ctl, false
+	inj.first = true
 	k.exited = make(chan exit, 1)
 	// The program's exit answers when the channel cannot: a program that
 	// does not serve may have left fd 3 open in a child of its own, so
@@ -166,6 +167,11 @@ func (k *Keeper) result(timeout time.Duration) (code int, ok bool) {
 	if timeout > 0 {
 		k.ctl.SetReadDeadline(time.Now().Add(timeout))
 		defer k.ctl.SetReadDeadline(time.Time{})
+		// The waiter may have set its deadline before ours replaced it:
+		// a program already gone is not waited for.
+		if len(k.exited) > 0 {
+			k.ctl.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 	var b [1]byte
 	n, _, err := k.ctl.Receive(b[:], 0)
@@ -215,6 +221,11 @@ func (i *Injection) finishKept(env []byte) error {
 	}
 	e := <-k.exited
 	k.gone()
+	if !i.first {
+		// A message sent over the channel is answered there or not at
+		// all: whatever the program's exit status, it was not queued.
+		return &Error{Code: -1, Text: "qq crashed (#4.3.0)"}
+	}
 	return i.status(e.st, e.err)
 }
 

@@ -60,6 +60,9 @@ func fakeOne(dir string, msg, env io.Reader) int {
 	if strings.HasPrefix(string(body), "die") {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
+	if strings.HasPrefix(string(body), "vanish") {
+		os.Exit(0) // gone without an answer, and without failing
+	}
 	f, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	f.WriteString(strconv.Itoa(os.Getpid()) + " " + strings.TrimSpace(string(body)) + " " + e.Sender + "\n")
 	f.Close()
@@ -206,5 +209,21 @@ func TestKeeperOneShotLeavesChild(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Finish took %v: it waited for the program's child", d)
+	}
+}
+
+// A message sent over the channel that gets no answer was not queued,
+// even when the program exits 0.
+func TestKeeperNoAnswerIsNotQueued(t *testing.T) {
+	serving(t)
+	k := NewKeeper(t.TempDir())
+	defer k.Close()
+	if _, err := send(t, k, "first"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := send(t, k, "vanish")
+	var e *Error
+	if !errors.As(err, &e) || e.Text != "qq crashed (#4.3.0)" {
+		t.Errorf("program gone with status 0 and no answer: %v, want qq crashed", err)
 	}
 }

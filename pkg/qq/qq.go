@@ -52,6 +52,7 @@ type Injection struct {
 	custom *os.File // read end of the custom-error pipe; nil on a kept program's later messages
 	werr   error
 	keeper *Keeper // set when the program serves many messages
+	first  bool    // with keeper: the message the program was started with, on its fd 0 and 1
 }
 
 // Start runs the queue program in root (relative paths in QMAILQUEUE

@@ -93,7 +93,13 @@ func IsExecutable(path string) bool {
 	if exe, err = filepath.EvalSymlinks(exe); err != nil {
 		return false
 	}
-	p, err := filepath.EvalSymlinks(path)
+	// A relative path is the one the parent ran in the directory we
+	// start in.
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	p, err = filepath.EvalSymlinks(p)
 	return err == nil && p == exe
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -95,6 +96,8 @@ func TestFromEnvChild(t *testing.T) {
 		{"through a forking wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `"$0" "$1"; exit $?`, exe, childArg}, "refused fd3-closed", ""},
 		// One that execs: the program run was the shell.
 		{"through an exec wrapper", syscall.SOCK_SEQPACKET, []string{sh, "-c", `exec "$0" "$1"`, exe, childArg}, "refused fd3-closed", ""},
+		// A relative name, as the launcher ran it from the same directory.
+		{"relative name", syscall.SOCK_SEQPACKET, []string{exe, childArg}, "usable fd3-cloexec", "./" + filepath.Base(exe)},
 		// The launcher says it ran another program.
 		{"another program named", syscall.SOCK_SEQPACKET, []string{exe, childArg}, "refused fd3-closed", sh},
 	} {
@@ -108,6 +111,7 @@ func TestFromEnvChild(t *testing.T) {
 				prog = tc.argv[0]
 			}
 			cmd := exec.Command(tc.argv[0], tc.argv[1:]...)
+			cmd.Dir = filepath.Dir(exe)
 			// GORACE: no one-second pause at exit in a -race child.
 			cmd.Env = []string{EnvFD + "=3", EnvProgram + "=" + prog, "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}
 			cmd.ExtraFiles = []*os.File{theirs}

@@ -27,10 +27,12 @@ type message struct {
 
 // maildrop is the Maildir as numbered at the start of the session.
 type maildrop struct {
-	dir  string
-	sub  [2]int // new/ and cur/, open: each message is opened, renamed or removed relative to them, without a path walk from the working directory
-	msgs []message
-	buf  []byte // read buffer for counting and sending
+	dir string
+	sub [2]int // new/ and cur/, open: each message is opened, renamed or removed relative to them, without a path walk from the working directory
+	// atime: O_NOATIME was refused (messages not ours); not asked again.
+	atime bool
+	msgs  []message
+	buf   []byte // read buffer for counting and sending
 }
 
 // openMaildrop does what qmail-pop3d does before its greeting: remove
@@ -113,14 +115,17 @@ type rawFile struct {
 // owner may ask for): no inode to write back per message read.
 func (md *maildrop) openRaw(name string, size int64) (*rawFile, error) {
 	dirfd, base := md.at(name)
-	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOATIME
 	for {
+		flags := unix.O_RDONLY | unix.O_CLOEXEC
+		if !md.atime {
+			flags |= unix.O_NOATIME
+		}
 		fd, err := unix.Openat(dirfd, base, flags, 0)
 		switch {
 		case err == unix.EINTR:
 			continue
-		case err == unix.EPERM && flags&unix.O_NOATIME != 0:
-			flags &^= unix.O_NOATIME // not the file's owner: read it as is
+		case err == unix.EPERM && !md.atime:
+			md.atime = true // not the files' owner: read them as they are
 			continue
 		case err != nil:
 			return nil, &fs.PathError{Op: "open", Path: filepath.Join(md.dir, name), Err: err}
@@ -132,6 +137,9 @@ func (md *maildrop) openRaw(name string, size int64) (*rawFile, error) {
 func (f *rawFile) Read(p []byte) (int, error) {
 	if f.left == 0 && len(p) > 0 {
 		return 0, io.EOF
+	}
+	if f.left > 0 && int64(len(p)) > f.left {
+		p = p[:f.left] // the message as the listing sized it
 	}
 	for {
 		n, err := unix.Read(f.fd, p)

@@ -462,6 +462,16 @@ func TestOpenRawSized(t *testing.T) {
 			t.Errorf("size %d: read %q, %v; want %q", tc.size, got, err, tc.want)
 		}
 	}
+	// Read in one go, a message is cut at the size the listing gave:
+	// RETR sends what LIST counted, even if the file grew.
+	f, err := md.openRaw("new/1.a", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(f); err != nil || string(got) != "0123" {
+		t.Errorf("size 4, one read: %q, %v", got, err)
+	}
+	f.Close()
 	if _, err := md.openRaw("cur/1.a", 10); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("cur/1.a: %v, want not found", err)
 	}
