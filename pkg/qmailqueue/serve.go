@@ -77,7 +77,7 @@ func serveChannel() (*reuse.Channel, bool) {
 	if !reuse.IsExecutable(prog) {
 		return nil, false
 	}
-	if !qq.ChannelFromParent(fd) {
+	if !reuse.FromParent(fd) {
 		return nil, false
 	}
 	ch, err := reuse.NewChannel(fd)

@@ -60,10 +60,6 @@ func ReceiveMessage(ch *reuse.Channel) (msg, env *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), "message"), os.NewFile(uintptr(fds[1]), "envelope"), nil
 }
 
-// ChannelFromParent reports whether fd is a channel the queue program's
-// parent made.
-func ChannelFromParent(fd int) bool { return reuse.FromParent(fd) }
-
 // Keeper keeps a queue program serving across messages. Its zero value is
 // not useful: use NewKeeper. It is not safe for concurrent use; an
 // injector sends one message at a time.

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 func fakeServer(dir string) int {
-	if os.Getenv(EnvServe) == "" || !ChannelFromParent(ServeFD) {
+	if os.Getenv(EnvServe) == "" || !reuse.FromParent(ServeFD) {
 		return 81
 	}
 	ch, err := reuse.NewChannel(ServeFD)
