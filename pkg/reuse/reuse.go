@@ -54,8 +54,9 @@ type Worker struct {
 }
 
 // FromEnv returns the channel qmail-tcpserver -k offers, or nil when none
-// is offered or it cannot be used. It removes EnvFD from the environment
-// and keeps the descriptor from the program's own children either way.
+// is offered or it cannot be used. It removes EnvFD and EnvProgram from
+// the environment and keeps the descriptor from the program's own
+// children either way.
 func FromEnv() *Worker {
 	v, ok := os.LookupEnv(EnvFD)
 	prog := os.Getenv(EnvProgram)
