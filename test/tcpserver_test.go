@@ -135,35 +135,6 @@ func (r *tsRunning) waitLog(t testing.TB, re string) string {
 	}
 }
 
-// tsTalk connects, sends in, and reads until the server closes.
-func tsTalk(t testing.TB, addr, in string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(15 * time.Second))
-	if in != "" {
-		io.WriteString(c, in)
-	}
-	out, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading from %s: %v", addr, err)
-	}
-	return string(out)
-}
-
-func tsEnvOf(out string) map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
 // tsRules compiles rules text with the real tcprules.
 func tsRules(t *testing.T, dir, text string) string {
 	t.Helper()
@@ -198,13 +169,13 @@ func TestTCPServerEnvironmentLikeUcspi(t *testing.T) {
 			seen := map[string]map[string]string{}
 			for _, impl := range tsBoth(t) {
 				srv := tsServe(t, impl, tsStart{env: env}, append(args, "127.0.0.1", "0", "/usr/bin/env")...)
-				out := tsTalk(t, srv.addr("127.0.0.1"), "")
+				out := testutil.Talk(t, srv.addr("127.0.0.1"), "")
 				if b, ok := strings.CutPrefix(out, "220 hi\r\n"); ok {
 					out = b
 				} else if strings.Contains(strings.Join(args, " "), "-B") {
 					t.Errorf("%s: no banner first: %q", impl.name, out)
 				}
-				e := tsEnvOf(out)
+				e := testutil.ParseEnv(out)
 				if e["TCPLOCALPORT"] != strconv.Itoa(srv.port) {
 					t.Errorf("%s: TCPLOCALPORT=%q, bound %d", impl.name, e["TCPLOCALPORT"], srv.port)
 				}
@@ -255,17 +226,17 @@ func TestTCPServerLogLikeUcspi(t *testing.T) {
 		deny := tsRules(t, t.TempDir(), "127.0.0.1:deny\n")
 		os.Rename(allow, rules)
 		srv := tsServe(t, impl, tsStart{}, "-v", "-R", "-H", "-l", "me.example", "-x", rules, "127.0.0.1", "0", "sh", "-c", "echo $A; exit 3")
-		if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != "1\n" {
+		if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != "1\n" {
 			t.Errorf("%s: allowed connection got %q", impl.name, out)
 		}
 		srv.waitLog(t, `(?s)end.*status: 0/40\n$`)
 		os.Rename(deny, rules)
-		if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != "" {
+		if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != "" {
 			t.Errorf("%s: denied connection got %q", impl.name, out)
 		}
 		srv.waitLog(t, `(?s)end.*end.*status: 0/40\n$`)
 		os.Remove(rules)
-		if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != "" {
+		if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != "" {
 			t.Errorf("%s: dropped connection got %q", impl.name, out)
 		}
 		logs[impl.name] = tsNormalize(srv.waitLog(t, `(?s)end.*end.*end.*status: 0/40\n$`))
@@ -373,7 +344,7 @@ print(os.get_blocking(0), os.get_blocking(1), s.getsockopt(socket.IPPROTO_TCP, s
 	} {
 		for _, impl := range tsBoth(t) {
 			srv := tsServe(t, impl, tsStart{}, tc.flag, "-RHl0", "127.0.0.1", "0", py, "-c", probe)
-			if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != tc.want {
+			if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != tc.want {
 				t.Errorf("%s %s: blocking fd0 fd1, nodelay, same socket = %q, want %q", impl.name, tc.flag, out, tc.want)
 			}
 		}
@@ -383,16 +354,16 @@ print(os.get_blocking(0), os.get_blocking(1), s.getsockopt(socket.IPPROTO_TCP, s
 func TestTCPServerIPv6(t *testing.T) {
 	q := tsQuail(t)
 	srv := tsServe(t, q, tsStart{}, "-RHl0", "::1", "0", "/usr/bin/env")
-	e := tsEnvOf(tsTalk(t, srv.addr("::1"), ""))
+	e := testutil.ParseEnv(testutil.Talk(t, srv.addr("::1"), ""))
 	if e["TCPREMOTEIP"] != "::1" || e["TCPLOCALIP"] != "::1" || e["PROTO"] != "TCP" {
 		t.Errorf("on [::1]: %v", e)
 	}
 	dual := tsServe(t, q, tsStart{}, "-v", "-RHl0", "::", "0", "/usr/bin/env")
-	e = tsEnvOf(tsTalk(t, dual.addr("127.0.0.1"), ""))
+	e = testutil.ParseEnv(testutil.Talk(t, dual.addr("127.0.0.1"), ""))
 	if e["TCPREMOTEIP"] != "127.0.0.1" || e["TCPLOCALIP"] != "127.0.0.1" {
 		t.Errorf("IPv4 client of [::]: %v", e)
 	}
-	e = tsEnvOf(tsTalk(t, dual.addr("::1"), ""))
+	e = testutil.ParseEnv(testutil.Talk(t, dual.addr("::1"), ""))
 	if e["TCPREMOTEIP"] != "::1" {
 		t.Errorf("IPv6 client of [::]: %v", e)
 	}
@@ -409,7 +380,7 @@ func TestTCPServerIDsAsRoot(t *testing.T) {
 		for _, args := range [][]string{{"-u", "65534", "-g", "65534"}, {"-U"}} {
 			env := []string{"PATH=/usr/bin:/bin", "UID=65534", "GID=65534"}
 			srv := tsServe(t, impl, tsStart{env: env}, append(args, "-v", "-RHl0", "127.0.0.1", "0", "sh", "-c", "id -u; id -g; id -G")...)
-			if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != "65534\n65534\n65534\n" {
+			if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != "65534\n65534\n65534\n" {
 				t.Errorf("%s %v: program's uid, gid, groups: %q", impl.name, args, out)
 			}
 			status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.cmd.Process.Pid))
@@ -437,7 +408,7 @@ func TestTCPServerUnprivileged(t *testing.T) {
 	dir := ownedDir(t, cred)
 	q := tsQuail(t)
 	srv := tsServe(t, q, tsStart{cred: cred, dir: dir}, "-RHl0", "127.0.0.1", "0", "id", "-u")
-	if out := tsTalk(t, srv.addr("127.0.0.1"), ""); out != strconv.Itoa(uid)+"\n" {
+	if out := testutil.Talk(t, srv.addr("127.0.0.1"), ""); out != strconv.Itoa(uid)+"\n" {
 		t.Errorf("program ran as %q, want %d", out, uid)
 	}
 	other := strconv.Itoa(uid + 1)

@@ -26,7 +26,7 @@ func Main() int {
 	// its envelope, must get EPIPE, as from a qmail-queue that exits, not
 	// wait on a pipe nobody reads. The next messages come over the
 	// channel, and each one's pipes are closed before its answer too.
-	detachStdio()
+	reuse.DetachStdio()
 	for {
 		if err := qq.SendResult(ctl, code); err != nil {
 			return code // the injector is gone: the status is all that is left to tell
@@ -46,19 +46,6 @@ func Main() int {
 		msg.Close()
 		env.Close()
 	}
-}
-
-// detachStdio points fd 0 and 1 at /dev/null.
-func detachStdio() {
-	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		syscall.Close(0)
-		syscall.Close(1)
-		return
-	}
-	syscall.Dup3(null, 0, 0)
-	syscall.Dup3(null, 1, 0)
-	syscall.Close(null)
 }
 
 // serveChannel returns fd 3, the channel to the injector, when serve mode

@@ -198,7 +198,7 @@ func Serve(serve func() int) int {
 	}
 	defer w.Close()
 	for code == 0 {
-		if err := detachStdio(); err != nil {
+		if err := DetachStdio(); err != nil {
 			return code
 		}
 		env, conn, err := w.Next()
@@ -221,9 +221,11 @@ func Serve(serve func() int) int {
 	return code
 }
 
-// detachStdio points fd 0 and 1 at /dev/null, closing the program's last
-// copies of the finished connection.
-func detachStdio() error {
+// DetachStdio points fd 0 and 1 at /dev/null: a program that has
+// finished with what they were (a connection, a message's pipes) closes
+// its last copies, so the other end sees it done, and the numbers stay
+// taken.
+func DetachStdio() error {
 	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/reuse"
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 // workerArg makes the test binary a -k program (see testWorker).
@@ -116,7 +117,7 @@ func talkFrom(t *testing.T, ts *testServer, ip, line string) session {
 	if err != nil {
 		t.Fatalf("reading: %v", err)
 	}
-	return session{env: envOf(string(out)), port: c.LocalAddr().(*net.TCPAddr).Port, ip: ip}
+	return session{env: testutil.ParseEnv(string(out)), port: c.LocalAddr().(*net.TCPAddr).Port, ip: ip}
 }
 
 // countEnds waits until the log holds n "end" lines, each followed by its
@@ -308,7 +309,7 @@ func TestReuseLimit(t *testing.T) {
 	out1, _ := io.ReadAll(first)
 	second.SetReadDeadline(time.Now().Add(5 * time.Second))
 	out2, _ := io.ReadAll(second)
-	e1, e2 := envOf(string(out1)), envOf(string(out2))
+	e1, e2 := testutil.ParseEnv(string(out1)), testutil.ParseEnv(string(out2))
 	if e1["LINE"] != "a" || e2["LINE"] != "b" || e1["PID"] != e2["PID"] {
 		t.Errorf("first %v\nsecond %v\nwant a and b from one process", e1, e2)
 	}
@@ -335,7 +336,7 @@ func TestReuseStop(t *testing.T) {
 	io.WriteString(held, "y\n")
 	held.SetReadDeadline(time.Now().Add(5 * time.Second))
 	out, _ := io.ReadAll(held)
-	e := envOf(string(out))
+	e := testutil.ParseEnv(string(out))
 	if e["LINE"] != "y" {
 		t.Fatalf("the busy process after stop: %q", out)
 	}
@@ -458,7 +459,7 @@ func TestReuseEnvTooLarge(t *testing.T) {
 	io.WriteString(held, "h\n")
 	held.SetReadDeadline(time.Now().Add(5 * time.Second))
 	out, _ := io.ReadAll(held)
-	h := envOf(string(out))
+	h := testutil.ParseEnv(string(out))
 	if h["PID"] != strconv.Itoa(b) {
 		t.Errorf("held connection: %v, want pid %d", h, b)
 	}
@@ -573,7 +574,7 @@ func TestReuseParallel(t *testing.T) {
 				io.WriteString(c, line+"\n")
 				out, err := io.ReadAll(c)
 				c.Close()
-				if e := envOf(string(out)); err != nil || e["LINE"] != line {
+				if e := testutil.ParseEnv(string(out)); err != nil || e["LINE"] != line {
 					errs <- fmt.Errorf("%s: %q, %v", line, out, err)
 					return
 				}

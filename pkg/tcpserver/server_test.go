@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 type testServer struct {
@@ -99,36 +101,6 @@ func (ts *testServer) addr(host string) string {
 	return net.JoinHostPort(host, strconv.Itoa(ts.Port()))
 }
 
-// talk connects, sends in, and reads until the server closes.
-func talk(t *testing.T, addr, in string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if in != "" {
-		io.WriteString(c, in)
-	}
-	out, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading from %s: %v", addr, err)
-	}
-	return string(out)
-}
-
-// envOf is the environment /usr/bin/env printed, as a map.
-func envOf(out string) map[string]string {
-	m := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
 func opts(host string, program ...string) Options {
 	o := Defaults()
 	o.Host, o.Program = host, program
@@ -139,8 +111,8 @@ func opts(host string, program ...string) Options {
 
 func TestServeEnvironment(t *testing.T) {
 	ts := serve(t, opts("127.0.0.1", "env"), nil)
-	out := talk(t, ts.addr("127.0.0.1"), "")
-	env := envOf(out)
+	out := testutil.Talk(t, ts.addr("127.0.0.1"), "")
+	env := testutil.ParseEnv(out)
 	port := env["TCPREMOTEPORT"]
 	if n, err := strconv.Atoi(port); err != nil || n <= 0 {
 		t.Errorf("TCPREMOTEPORT=%q", port)
@@ -173,7 +145,7 @@ func TestServeRemoteHost(t *testing.T) {
 	o.RemoteHost, o.Paranoid = true, true
 	o.HasLocalHost = false
 	ts := serve(t, o, nil)
-	env := envOf(talk(t, ts.addr("127.0.0.1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), ""))
 	// The system resolver's answer, whatever this machine calls itself.
 	names, err := net.DefaultResolver.LookupAddr(context.Background(), "127.0.0.1")
 	host, ok := env["TCPREMOTEHOST"]
@@ -218,21 +190,21 @@ func TestServeRulesReread(t *testing.T) {
 	o.Verbosity = Verbose
 	ts := serve(t, o, nil)
 
-	env := envOf(talk(t, ts.addr("127.0.0.1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), ""))
 	if v, ok := env["RELAYCLIENT"]; !ok || v != "" || env["N"] != "1" {
 		t.Errorf("first rules: RELAYCLIENT=%q (%v) N=%q", v, ok, env["N"])
 	}
 	put("127.", "+N=2\x00")
-	if env := envOf(talk(t, ts.addr("127.0.0.1"), "")); env["N"] != "2" {
+	if env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), "")); env["N"] != "2" {
 		t.Errorf("after tcprules ran again: N=%q, want 2", env["N"])
 	}
 	put("127.0.0.1", "D\x00")
-	if out := talk(t, ts.addr("127.0.0.1"), ""); out != "" {
+	if out := testutil.Talk(t, ts.addr("127.0.0.1"), ""); out != "" {
 		t.Errorf("denied, but the program ran: %q", out)
 	}
 	ts.waitLog(t, `tcpserver: pid 0 from 127\.0\.0\.1\ntcpserver: deny 0 0:127\.0\.0\.1:\d+ :127\.0\.0\.1::\d+\n(tcpserver: status: 1/40\n)?tcpserver: end 0 status 25600\n`)
 	os.Remove(rules)
-	if out := talk(t, ts.addr("127.0.0.1"), ""); out != "" {
+	if out := testutil.Talk(t, ts.addr("127.0.0.1"), ""); out != "" {
 		t.Errorf("rules file gone and no -X, but the program ran: %q", out)
 	}
 	ts.waitLog(t, `tcpserver: warning: dropping connection, unable to read `+regexp.QuoteMeta(rules)+`: file does not exist\ntcpserver: end 0 status 28416\n`)
@@ -242,7 +214,7 @@ func TestServeMissingRulesAllowed(t *testing.T) {
 	o := opts("127.0.0.1", "env")
 	o.Rules, o.AllowNoRules = filepath.Join(t.TempDir(), "none.cdb"), true
 	ts := serve(t, o, nil)
-	if env := envOf(talk(t, ts.addr("127.0.0.1"), "")); env["PROTO"] != "TCP" {
+	if env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), "")); env["PROTO"] != "TCP" {
 		t.Errorf("-X with no rules file: program did not run: %v", env)
 	}
 }
@@ -251,7 +223,7 @@ func TestServeVerboseLog(t *testing.T) {
 	o := opts("127.0.0.1", "sh", "-c", "exit 3")
 	o.Verbosity = Verbose
 	ts := serve(t, o, nil)
-	talk(t, ts.addr("127.0.0.1"), "")
+	testutil.Talk(t, ts.addr("127.0.0.1"), "")
 	l := ts.waitLog(t, `end \d+ status 768\ntcpserver: status: 0/40\n$`)
 	re := regexp.MustCompile(`^tcpserver: status: 0/40
 tcpserver: status: 1/40
@@ -273,10 +245,10 @@ func TestServeQuiet(t *testing.T) {
 	o := opts("127.0.0.1", "no-such-program-anywhere")
 	o.Verbosity = Quiet
 	ts := serve(t, o, nil)
-	talk(t, ts.addr("127.0.0.1"), "")
+	testutil.Talk(t, ts.addr("127.0.0.1"), "")
 	o.Verbosity = Errors
 	ts2 := serve(t, o, nil)
-	talk(t, ts2.addr("127.0.0.1"), "")
+	testutil.Talk(t, ts2.addr("127.0.0.1"), "")
 	ts2.waitLog(t, `^tcpserver: warning: dropping connection, unable to run no-such-program-anywhere: file does not exist\n$`)
 	if l := ts.log(t); l != "" {
 		t.Errorf("-q logged %q", l)
@@ -324,7 +296,7 @@ func TestServeIdent(t *testing.T) {
 	o := opts("127.0.0.1", "env")
 	o.RemoteInfo, o.Rules = true, rules
 	ts := serve(t, o, func(s *Server) { s.identd = port })
-	env := envOf(talk(t, ts.addr("127.0.0.1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), ""))
 	if env["TCPREMOTEINFO"] != "joe" || env["WHO"] != "joe" {
 		t.Errorf("TCPREMOTEINFO=%q WHO=%q, want joe and the joe@ rule", env["TCPREMOTEINFO"], env["WHO"])
 	}
@@ -337,7 +309,7 @@ func TestServeNoIdentd(t *testing.T) {
 	o := opts("127.0.0.1", "env")
 	o.RemoteInfo = true
 	ts := serve(t, o, func(s *Server) { s.identd = port })
-	env := envOf(talk(t, ts.addr("127.0.0.1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), ""))
 	if v, ok := env["TCPREMOTEINFO"]; ok {
 		t.Errorf("no identd, yet TCPREMOTEINFO=%q", v)
 	}
@@ -345,7 +317,7 @@ func TestServeNoIdentd(t *testing.T) {
 
 func TestServeIPv6(t *testing.T) {
 	ts := serve(t, opts("::1", "env"), nil)
-	env := envOf(talk(t, ts.addr("::1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("::1"), ""))
 	if env["TCPREMOTEIP"] != "::1" || env["TCPLOCALIP"] != "::1" {
 		t.Errorf("over [::1]: TCPREMOTEIP=%q TCPLOCALIP=%q", env["TCPREMOTEIP"], env["TCPLOCALIP"])
 	}
@@ -353,11 +325,11 @@ func TestServeIPv6(t *testing.T) {
 
 func TestServeDualStack(t *testing.T) {
 	ts := serve(t, opts("::", "env"), nil)
-	env := envOf(talk(t, ts.addr("127.0.0.1"), ""))
+	env := testutil.ParseEnv(testutil.Talk(t, ts.addr("127.0.0.1"), ""))
 	if env["TCPREMOTEIP"] != "127.0.0.1" || env["TCPLOCALIP"] != "127.0.0.1" {
 		t.Errorf("IPv4 through [::]: TCPREMOTEIP=%q TCPLOCALIP=%q, want dotted quads", env["TCPREMOTEIP"], env["TCPLOCALIP"])
 	}
-	env = envOf(talk(t, ts.addr("::1"), ""))
+	env = testutil.ParseEnv(testutil.Talk(t, ts.addr("::1"), ""))
 	if env["TCPREMOTEIP"] != "::1" {
 		t.Errorf("IPv6 through [::]: TCPREMOTEIP=%q", env["TCPREMOTEIP"])
 	}
@@ -367,7 +339,7 @@ func TestServeBanner(t *testing.T) {
 	o := opts("127.0.0.1", "sh", "-c", "echo from program")
 	o.Banner = "220 hello\r\n"
 	ts := serve(t, o, nil)
-	if out := talk(t, ts.addr("127.0.0.1"), ""); out != "220 hello\r\nfrom program\n" {
+	if out := testutil.Talk(t, ts.addr("127.0.0.1"), ""); out != "220 hello\r\nfrom program\n" {
 		t.Errorf("got %q", out)
 	}
 }

@@ -372,23 +372,13 @@ func Main(args []string, stdout, stderr *os.File) int {
 	if o.PrintPort {
 		io.WriteString(stdout, strconv.Itoa(s.Port())+"\n")
 	}
-	detachStdio()
+	// As tcpserver closes them: whoever started the server (and read
+	// the port) must not be kept waiting for the launcher's stdout to
+	// close.
+	reuse.DetachStdio()
 	if err := s.Serve(ctx); err != nil {
 		io.WriteString(stderr, fatalText+"unable to accept: "+errText(err)+"\n")
 		return 111
 	}
 	return 0
-}
-
-// detachStdio points fd 0 and 1 at /dev/null, as tcpserver closes them:
-// whoever started the server (and read the port) must not be kept
-// waiting for the launcher's stdout to close.
-func detachStdio() {
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return
-	}
-	defer null.Close()
-	unix.Dup3(int(null.Fd()), 0, 0)
-	unix.Dup3(int(null.Fd()), 1, 0)
 }
