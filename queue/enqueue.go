@@ -27,16 +27,30 @@ type Writer struct {
 	Birth time.Time
 }
 
-// Create starts a message: steps 1 and 2 of the package doc.
+// Create starts a message: steps 1 and 2 of the package doc. The file is
+// a spare from pid/ when there is one (see Spares), else a new one.
 func (q Queue) Create() (*Writer, error) {
 	now := time.Now()
+	spares := q.QueueSpares()
 	var f *os.File
+	var ino uint64
 	var pidName string
 	for seq := 1; seq < 10; seq++ {
 		pidName = fmt.Sprintf("%s/pid/%d.%d.%d", q.Dir, os.Getpid(), now.Unix(), seq)
+		var ok bool
+		if f, ino, ok = spares.Take(pidName); ok {
+			break
+		}
 		var err error
 		f, err = os.OpenFile(pidName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 		if err == nil {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+				f.Close()
+				os.Remove(pidName)
+				return nil, qerr(exitcode.QQPid, "stat pid file", err)
+			}
+			ino = st.Ino
 			break
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -46,20 +60,13 @@ func (q Queue) Create() (*Writer, error) {
 	if f == nil {
 		return nil, qerr(exitcode.QQPid, "create pid file: nine names taken", nil)
 	}
-	fail := func(code int, op string, err error) (*Writer, error) {
+	w := &Writer{q: q, id: ino, mess: f, Birth: now}
+	if err := os.Link(pidName, q.Mess(w.id)); err != nil {
 		f.Close()
 		os.Remove(pidName)
-		return nil, qerr(code, op, err)
+		return nil, qerr(exitcode.QQMess, "link message into mess/", err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return fail(exitcode.QQPid, "stat pid file", err)
-	}
-	w := &Writer{q: q, id: st.Ino, mess: f, Birth: now}
-	if err := os.Link(pidName, q.Mess(w.id)); err != nil {
-		return fail(exitcode.QQMess, "link message into mess/", err)
-	}
-	if err := os.Remove(pidName); err != nil {
+	if err := os.Remove(pidName); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		w.Abort()
 		return nil, qerr(exitcode.QQPid, "remove pid file", err)
 	}
@@ -128,9 +135,13 @@ func (w *Writer) commit(todo []byte) error {
 	if err := atomicfile.SyncDir(dirOf(w.q.Mess(w.id))); err != nil {
 		return qerr(exitcode.QQMess, "fsync mess/", err)
 	}
-	intd, err := os.OpenFile(w.q.Intd(w.id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return qerr(exitcode.QQIntd, "create intd/ file", err)
+	intd, _, ok := w.q.QueueSpares().Take(w.q.Intd(w.id))
+	if !ok {
+		var err error
+		intd, err = os.OpenFile(w.q.Intd(w.id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return qerr(exitcode.QQIntd, "create intd/ file", err)
+		}
 	}
 	w.intd = true
 	_, werr := intd.Write(todo)

@@ -7,7 +7,9 @@
 // Under $QMAILHOME/queue ("split" directories have subdirectories 0 to 22;
 // message N lives in subdirectory N % 23):
 //
-//	pid/          temporary names pid/PID.TIME.SEQ, where ids are born
+//	pid/          temporary names pid/PID.TIME.SEQ, where ids are born;
+//	              spare.X and cool.X: qmailq's pool of emptied files
+//	info/spare.X  qmails's pool (info/cool.X while cooling)
 //	mess/S/N      the message, with qmail-queue's Received line on top
 //	intd/N        the envelope while it is written
 //	todo/N        a hard link to intd/N: the message is queued
@@ -29,12 +31,14 @@
 // any instant and is delivered at least once. Injection keeps it in this
 // order (Enqueue, Writer.Commit):
 //
-//  1. create pid/PID.TIME.SEQ with O_EXCL; its inode number is N;
+//  1. create pid/PID.TIME.SEQ with O_EXCL, or rename a spare to it (see
+//     Spares); its inode number is N;
 //  2. link it to mess/S/N, unlink the pid name;
 //  3. write the Received line and the message to it; fsync the file;
 //  4. fsync mess/S, so the name mess/S/N is on disk before anything
 //     refers to it;
-//  5. create intd/N with O_EXCL, write the envelope, fsync it;
+//  5. create intd/N with O_EXCL (or rename a spare to it), write the
+//     envelope, fsync it;
 //  6. link intd/N to todo/N: the commit point;
 //  7. fsync todo/, so the commit itself is on disk; only now may
 //     qmail-queue exit 0;

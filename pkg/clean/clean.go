@@ -1,6 +1,7 @@
 // Package clean is qmail-clean: it removes finished queue files for
 // qmail-send, running as the queue's owner (qmailq), which qmail-send
-// (qmails) is not.
+// (qmails) is not. A removed message file or envelope is kept as a spare
+// for the next injection (see queue.Spares) rather than deleted.
 //
 // Commands on stdin, each answered by one byte on stdout:
 //
@@ -8,8 +9,9 @@
 //	foop/N NUL   remove intd/N and mess/S/N (the message is finished)
 //
 // '+' done (a file already gone counts as done), '!' a removal failed,
-// 'x' the command was malformed. Every 30 commands it also removes files
-// in pid/ older than 36 hours, left by injections that crashed.
+// 'x' the command was malformed. Every 30 commands, at most once a minute,
+// it also removes files in pid/ older than 36 hours, left by injections
+// that crashed.
 package clean
 
 import (
@@ -26,13 +28,27 @@ import (
 	"github.com/quail-mta/quail/queue"
 )
 
+// flushDelay is how long finished files cool before they become spares
+// for the next messages: one round of directory fsyncs serves all the
+// files finished meanwhile.
+const flushDelay = 500 * time.Millisecond
+
+// sweepEvery spaces the sweeps of pid/: it holds the spares too, and
+// files become ossified in hours, not seconds.
+const sweepEvery = time.Minute
+
 // Ossified is the age after which qmail removes leftovers of crashed
 // injections.
 const Ossified = 36 * time.Hour
 
 // Run serves commands until in ends.
 func Run(q queue.Queue, in io.Reader, out io.Writer) error {
+	spares := q.QueueSpares()
+	spares.Clear()
+	spares.FlushAfter(flushDelay)
+	defer spares.Flush()
 	br := bufio.NewReader(in)
+	var swept time.Time
 	for n := 0; ; n++ {
 		cmd, err := br.ReadString(0)
 		if err == io.EOF {
@@ -41,8 +57,9 @@ func Run(q queue.Queue, in io.Reader, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if n%30 == 0 {
-			cleanPid(q, time.Now())
+		if now := time.Now(); n%30 == 0 && now.Sub(swept) >= sweepEvery {
+			cleanPid(q, now)
+			swept = now
 		}
 		if _, err := out.Write([]byte{do(q, strings.TrimSuffix(cmd, "\x00"))}); err != nil {
 			return err
@@ -56,24 +73,29 @@ func do(q queue.Queue, cmd string) byte {
 	if !ok || !idOK {
 		return 'x'
 	}
-	var paths []string
+	spares := q.QueueSpares()
+	var err error
 	switch kind {
 	case "todo":
-		paths = []string{q.Intd(id), q.Todo(id)}
+		// todo/N is a second name of intd/N's inode: it goes first.
+		err = spares.Retire(q.Intd(id), q.Todo(id))
 	case "foop":
-		paths = []string{q.Intd(id), q.Mess(id)}
+		if err = os.Remove(q.Intd(id)); err == nil || errors.Is(err, fs.ErrNotExist) {
+			err = spares.Retire(q.Mess(id))
+		}
 	default:
 		return 'x'
 	}
-	for _, p := range paths {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return '!'
-		}
+	if err != nil {
+		return '!'
 	}
 	return '+'
 }
 
-// cleanPid removes pid/ files whose last access is over Ossified ago.
+// cleanPid removes pid/ files neither read nor written for Ossified.
+// qmail looks at the access time only; the modification time counts
+// too here because a spare taken from the pool (see queue.Spares) is
+// emptied, not read, on its way through pid/.
 func cleanPid(q queue.Queue, now time.Time) {
 	dir := filepath.Join(q.Dir, "pid")
 	entries, err := os.ReadDir(dir)
@@ -81,12 +103,19 @@ func cleanPid(q queue.Queue, now time.Time) {
 		return
 	}
 	for _, e := range entries {
+		if queue.IsSpareName(e.Name()) {
+			continue // the pool's, not a crashed injection's
+		}
 		var st syscall.Stat_t
 		p := filepath.Join(dir, e.Name())
 		if syscall.Stat(p, &st) != nil {
 			continue
 		}
-		if now.Sub(time.Unix(st.Atim.Sec, st.Atim.Nsec)) > Ossified {
+		last := time.Unix(st.Atim.Sec, st.Atim.Nsec)
+		if m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec); m.After(last) {
+			last = m
+		}
+		if now.Sub(last) > Ossified {
 			os.Remove(p)
 		}
 	}

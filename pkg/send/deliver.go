@@ -1,9 +1,7 @@
 package send
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -280,7 +278,7 @@ func (s *Sender) endPassIfDone(j *job) {
 			return
 		}
 	}
-	if err := os.Remove(s.jobPath(j.msg.id, j.ch)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.q.SendSpares().Retire(s.jobPath(j.msg.id, j.ch)); err != nil {
 		s.log.printf("warning: unable to unlink %s; will try again later", s.jobPath(j.msg.id, j.ch))
 		j.next = s.now().Add(time.Minute)
 		ch.due.add(j)
@@ -320,7 +318,7 @@ func (s *Sender) complete(m *message) {
 	}
 	delete(s.unsent, m.id)
 	s.log.printf("end msg %d", m.id)
-	if err := os.Remove(s.q.Info(m.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := s.q.SendSpares().Retire(s.q.Info(m.id)); err != nil {
 		s.log.printf("warning: unable to unlink %s; will try again later", s.q.Info(m.id))
 		return
 	}

@@ -194,6 +194,13 @@ func Run(cfg Config) error {
 		s.log.printf("alert: cannot start: qmail-send is already running")
 		return ErrRunning
 	}
+	// The mutex makes this the only qmail-send of the queue, so the
+	// only user of its spares: what a crash left cooling can go.
+	spares := s.q.SendSpares()
+	spares.Clear()
+	spares.FlushAfter(spareDelay)
+	defer spares.Flush()
+
 	trigger, keepOpen, err := openTrigger(s.q.Trigger())
 	if err != nil {
 		s.log.printf("alert: cannot start: unable to open %s: %s", s.q.Trigger(), safe(err.Error()))

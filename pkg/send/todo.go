@@ -140,7 +140,7 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 	}
 	p := &prepared{id: id, sender: sender}
 	write := func(path, dir string, content []byte) error {
-		f, err := createExcl(path, content)
+		f, err := s.create(path, content)
 		if err != nil {
 			return err
 		}
@@ -249,12 +249,19 @@ func (s *Sender) commit(p *prepared) {
 	}
 }
 
-// createExcl creates path exclusively with content, and returns it open
-// for the fsync.
-func createExcl(path string, content []byte) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
+// spareDelay is how long finished info/, local/ and remote/ files cool
+// before they serve new messages (see queue.Spares).
+const spareDelay = 500 * time.Millisecond
+
+// create makes path, which must not exist, with content, and returns it
+// open for the fsync. The file is a spare from info/ when there is one.
+func (s *Sender) create(path string, content []byte) (*os.File, error) {
+	f, _, ok := s.q.SendSpares().Take(path)
+	if !ok {
+		var err error
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := f.Write(content); err != nil {
 		f.Close()

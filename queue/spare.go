@@ -1,0 +1,337 @@
+package queue
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/atomicfile"
+)
+
+// Spares recycles the inodes of finished queue files.
+//
+// Every message makes four queue files (mess/, intd/ with its todo/ link,
+// info/, local/ or remote/) and removes them once delivered. On ext4
+// without a journal each new file makes the kernel step over every inode
+// of its group freed in the last minute, or five if the inode table is
+// not yet written back (ialloc.c, recently_deleted), so at a few hundred
+// messages a second one creation costs up to a millisecond of CPU. Here a
+// finished file is emptied and kept instead, and a later file is made by
+// renaming it: no inode is allocated or freed.
+//
+// Two pools, one per owner: pid/ holds qmailq's files (given back by
+// qmail-clean, taken by qmail-queue), info/ holds qmails's (qmail-send
+// both gives and takes). qmail's programs never read files there: pid/
+// holds only temporary names, and qmail reads info/'s subdirectories.
+//
+// Safety. Retire renames a finished file into the pool as cool.N. Flush
+// fsyncs the directories of every name it had and only then empties it
+// and renames it spare.N, so no name a crash could bring back points at
+// an inode that now holds another message. Take renames a spare to its
+// new name and uses it only if that is its one name: after a crash fsck
+// counts every name of an inode, so a spare whose removal from the pool
+// never reached the disk while its new name did is left alone, not
+// emptied.
+type Spares struct {
+	dir  string
+	seq  atomic.Uint64
+	kick chan struct{} // wakes the flusher; nil without one
+
+	mu      sync.Mutex // guards the fields below
+	cooling []string   // names in dir waiting for Flush
+	dirty   map[string]bool
+	off     bool     // the filesystem refused RENAME_NOREPLACE
+	dirfd   int      // dir, open for Take's reading; -1 until needed
+	buf     []byte   // Take's getdents buffer
+	batch   []string // spares read and not yet tried
+
+	flushing sync.Mutex // one Flush at a time
+}
+
+// MaxSpares bounds a pool: past it a finished file is simply removed.
+// A pool that big carries a backlog of thousands of messages; each spare
+// is an empty inode.
+const MaxSpares = 10000
+
+const (
+	coolPrefix  = "cool."
+	sparePrefix = "spare."
+)
+
+// IsSpareName reports whether a name in a pool directory is the pool's
+// own, a spare or a file cooling.
+func IsSpareName(name string) bool {
+	return strings.HasPrefix(name, sparePrefix) || strings.HasPrefix(name, coolPrefix)
+}
+
+var pools sync.Map // directory → *Spares, one per process
+
+func pool(dir string) *Spares {
+	if s, ok := pools.Load(dir); ok {
+		return s.(*Spares)
+	}
+	s, _ := pools.LoadOrStore(dir, NewSpares(dir))
+	return s.(*Spares)
+}
+
+// QueueSpares is the pool of qmailq's files, pid/.
+func (q Queue) QueueSpares() *Spares { return pool(filepath.Join(q.Dir, "pid")) }
+
+// SendSpares is the pool of qmails's files, info/.
+func (q Queue) SendSpares() *Spares { return pool(filepath.Join(q.Dir, "info")) }
+
+// NewSpares returns the pool in dir. Most callers want the process's
+// own, Queue.QueueSpares or Queue.SendSpares.
+func NewSpares(dir string) *Spares {
+	s := &Spares{dir: dir, dirty: map[string]bool{}, dirfd: -1}
+	s.seq.Store(uint64(time.Now().UnixNano()))
+	return s
+}
+
+// FlushAfter starts a goroutine that flushes the pool d after a Retire,
+// so finished files become spares without a Flush call per file.
+// Call it once, before any Retire.
+func (s *Spares) FlushAfter(d time.Duration) {
+	if s.kick != nil {
+		return
+	}
+	s.kick = make(chan struct{}, 1)
+	go func() {
+		for range s.kick {
+			time.Sleep(d)
+			s.Flush()
+		}
+	}()
+}
+
+// Retire gives back a finished file: the other names of its inode are
+// removed, then path itself is moved into the pool to cool. A file
+// already gone counts as retired. If it cannot be kept it is removed.
+func (s *Spares) Retire(path string, others ...string) error {
+	for _, o := range others {
+		if err := unix.Unlink(o); err != nil && err != unix.ENOENT {
+			return &os.PathError{Op: "unlink", Path: o, Err: err}
+		}
+	}
+	s.mu.Lock()
+	off := s.off
+	s.mu.Unlock()
+	for try := 0; !off && try < 3; try++ {
+		name := coolPrefix + strconv.FormatUint(s.seq.Add(1), 10)
+		err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, filepath.Join(s.dir, name), unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			s.cooling = append(s.cooling, name)
+			s.dirty[filepath.Dir(path)] = true
+			for _, o := range others {
+				s.dirty[filepath.Dir(o)] = true
+			}
+			s.mu.Unlock()
+			if s.kick != nil {
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+			}
+			return nil
+		case err == unix.ENOENT:
+			return nil
+		case err == unix.EEXIST:
+			continue
+		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
+			s.mu.Lock()
+			s.off = true
+			s.mu.Unlock()
+		}
+		break
+	}
+	if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
+		return &os.PathError{Op: "unlink", Path: path, Err: err}
+	}
+	return nil
+}
+
+// Flush turns the files cooling into spares: it makes the removal of
+// their old names durable, then empties them. A failure to sync removes
+// them instead; the error says why.
+func (s *Spares) Flush() error {
+	s.flushing.Lock()
+	defer s.flushing.Unlock()
+	s.mu.Lock()
+	cooling, dirty := s.cooling, s.dirty
+	s.cooling, s.dirty = nil, map[string]bool{}
+	s.mu.Unlock()
+	if len(cooling) == 0 {
+		return nil
+	}
+	var err error
+	for d := range dirty {
+		if e := atomicfile.SyncDir(d); e != nil && err == nil {
+			err = e
+		}
+	}
+	have := 0
+	if err == nil {
+		have, err = s.count()
+	}
+	for _, name := range cooling {
+		p := filepath.Join(s.dir, name)
+		if err == nil && have < MaxSpares && unix.Truncate(p, 0) == nil && s.promote(p) {
+			have++
+			continue
+		}
+		unix.Unlink(p)
+	}
+	return err
+}
+
+// promote renames an emptied cooling file to a spare name.
+func (s *Spares) promote(p string) bool {
+	for range 3 {
+		name := sparePrefix + strconv.FormatUint(s.seq.Add(1), 10)
+		err := unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, filepath.Join(s.dir, name), unix.RENAME_NOREPLACE)
+		if err != unix.EEXIST {
+			return err == nil
+		}
+	}
+	return false
+}
+
+// Take renames a spare to target, which must not exist, and returns it
+// open for writing, empty, with its inode number. ok is false when there
+// is no spare to take: create the file as usual then.
+func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
+	for {
+		name, more := s.next()
+		if !more {
+			return nil, 0, false
+		}
+		err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.dir, name), unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
+		switch {
+		case err == unix.ENOENT:
+			continue // another taker was first
+		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
+			s.mu.Lock()
+			s.off = true
+			s.mu.Unlock()
+			return nil, 0, false
+		case err != nil:
+			return nil, 0, false // target exists, or worse: the caller's create says so
+		}
+		if f, ino, ok := open(target); ok {
+			return f, ino, true
+		}
+		unix.Unlink(target) // not a spare we can use: drop this name only
+	}
+}
+
+// next returns a spare's name to try. It reads the pool a chunk at a
+// time, going on where it stopped, so a big pool costs no more per
+// message than a small one, and concurrent takers drift apart.
+func (s *Spares) next() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.off {
+		return "", false
+	}
+	if s.dirfd < 0 {
+		fd, err := unix.Open(s.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", false
+		}
+		s.dirfd, s.buf = fd, make([]byte, 4<<10)
+	}
+	for wrapped := false; len(s.batch) == 0; {
+		n, err := unix.Getdents(s.dirfd, s.buf)
+		if err != nil {
+			return "", false
+		}
+		if n == 0 {
+			if wrapped {
+				return "", false
+			}
+			if _, err := unix.Seek(s.dirfd, 0, 0); err != nil {
+				return "", false
+			}
+			wrapped = true
+			continue
+		}
+		_, _, names := unix.ParseDirent(s.buf[:n], -1, nil)
+		for _, name := range names {
+			if strings.HasPrefix(name, sparePrefix) {
+				s.batch = append(s.batch, name)
+			}
+		}
+	}
+	name := s.batch[len(s.batch)-1]
+	s.batch = s.batch[:len(s.batch)-1]
+	return name, true
+}
+
+// open opens a taken spare for writing if it is a regular file with no
+// other name, and empties it. The truncation also sets its mtime, so
+// qmail-clean's sweep of pid/ sees a file in use, not an old one.
+func open(path string) (*os.File, uint64, bool) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, 0, false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 ||
+		unix.Ftruncate(fd, 0) != nil {
+		unix.Close(fd)
+		return nil, 0, false
+	}
+	return os.NewFile(uintptr(fd), path), st.Ino, true
+}
+
+// Clear removes files left cooling by a crash: their old names may have
+// come back with them. Only the process that retires into the pool may
+// call it, at its start.
+func (s *Spares) Clear() error {
+	_, err := s.scan(func(name string) {
+		if strings.HasPrefix(name, coolPrefix) {
+			unix.Unlink(filepath.Join(s.dir, name))
+		}
+	})
+	return err
+}
+
+// count returns how many spares the pool holds.
+func (s *Spares) count() (int, error) {
+	return s.scan(func(string) {})
+}
+
+// scan reads the whole pool directory, calls f for each name in it and
+// returns the number of spares.
+func (s *Spares) scan(f func(name string)) (int, error) {
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	n := 0
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, name := range names {
+			if strings.HasPrefix(name, sparePrefix) {
+				n++
+			}
+			f(name)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

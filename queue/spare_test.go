@@ -1,0 +1,206 @@
+package queue
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func poolNames(t *testing.T, dir string) (spares, cooling []string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case strings.HasPrefix(e.Name(), sparePrefix):
+			spares = append(spares, e.Name())
+		case strings.HasPrefix(e.Name(), coolPrefix):
+			cooling = append(cooling, e.Name())
+		}
+	}
+	return spares, cooling
+}
+
+func TestSparesReuseInode(t *testing.T) {
+	dir := t.TempDir()
+	pool := filepath.Join(dir, "pool")
+	os.Mkdir(pool, 0o700)
+	s := NewSpares(pool)
+	done := filepath.Join(dir, "done")
+	if err := os.WriteFile(done, []byte("a finished message"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(t, done)
+	if err := s.Retire(done); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(done); !os.IsNotExist(err) {
+		t.Fatalf("retired file still at its name: %v", err)
+	}
+	// Until Flush, the file cools: its old name's removal may not be on
+	// disk yet, so nobody may take it.
+	if f, _, ok := s.Take(filepath.Join(dir, "early")); ok {
+		f.Close()
+		t.Fatal("took a file still cooling")
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if spares, cooling := poolNames(t, pool); len(spares) != 1 || len(cooling) != 0 {
+		t.Fatalf("after Flush: spares %v, cooling %v", spares, cooling)
+	}
+	target := filepath.Join(dir, "new")
+	f, got, ok := s.Take(target)
+	if !ok {
+		t.Fatal("no spare taken")
+	}
+	defer f.Close()
+	if got != ino || inode(t, target) != ino {
+		t.Errorf("took inode %d (at target %d), want the retired %d", got, inode(t, target), ino)
+	}
+	if _, err := f.WriteString("next"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "next" {
+		t.Errorf("taken file holds %q, want only what was written to it", b)
+	}
+	if f2, _, ok := s.Take(filepath.Join(dir, "again")); ok {
+		f2.Close()
+		t.Error("took a spare from an empty pool")
+	}
+}
+
+func TestSparesRetireOtherNames(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	intd, todo := filepath.Join(dir, "intd"), filepath.Join(dir, "todo")
+	os.WriteFile(intd, []byte("Fsender\x00"), 0o644)
+	if err := os.Link(intd, todo); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retire(intd, todo); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{intd, todo} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	s.Flush()
+	f, _, ok := s.Take(filepath.Join(dir, "taken"))
+	if !ok {
+		t.Fatal("the retired file did not become a spare")
+	}
+	f.Close()
+	if err := s.Retire(filepath.Join(dir, "never-was")); err != nil {
+		t.Errorf("retiring a file already gone: %v, want nil", err)
+	}
+}
+
+// A crash can bring back a spare's name in the pool after it became a
+// message file: both names then count, and Take must leave it alone.
+func TestSparesTakeLeavesSharedInode(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	message := filepath.Join(dir, "message")
+	os.WriteFile(message, []byte("queued and acknowledged"), 0o644)
+	if err := os.Link(message, filepath.Join(dir, sparePrefix+"1")); err != nil {
+		t.Fatal(err)
+	}
+	if f, _, ok := s.Take(filepath.Join(dir, "target")); ok {
+		f.Close()
+		t.Fatal("took a spare that has another name")
+	}
+	if b, _ := os.ReadFile(message); string(b) != "queued and acknowledged" {
+		t.Errorf("the message now holds %q", b)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "target")); !os.IsNotExist(err) {
+		t.Error("the refused spare's new name was left behind")
+	}
+}
+
+func TestSparesTakeTargetExists(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	os.WriteFile(filepath.Join(dir, sparePrefix+"1"), nil, 0o644)
+	target := filepath.Join(dir, "intd")
+	os.WriteFile(target, []byte("stale"), 0o644)
+	if f, _, ok := s.Take(target); ok {
+		f.Close()
+		t.Fatal("took a spare onto an existing name")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "stale" {
+		t.Errorf("existing target now holds %q", b)
+	}
+	if spares, _ := poolNames(t, dir); len(spares) != 1 {
+		t.Errorf("spares %v, want the one still there", spares)
+	}
+}
+
+func TestSparesClear(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, coolPrefix+"7"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, sparePrefix+"8"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "123.456.1"), nil, 0o644)
+	if err := NewSpares(dir).Clear(); err != nil {
+		t.Fatal(err)
+	}
+	spares, cooling := poolNames(t, dir)
+	if len(cooling) != 0 || len(spares) != 1 {
+		t.Errorf("after Clear: spares %v, cooling %v; want the spare only", spares, cooling)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "123.456.1")); err != nil {
+		t.Error("Clear removed a name not its own")
+	}
+}
+
+// Messages queued, finished and cleaned through the pool keep their ids
+// apart and reuse the finished ones' inodes.
+func TestWriterTakesSpares(t *testing.T) {
+	q := Queue{Dir: filepath.Join(t.TempDir(), "queue")}
+	if err := q.MakeLayout(nil); err != nil {
+		t.Fatal(err)
+	}
+	enqueue := func() uint64 {
+		w, err := q.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte("Subject: x\n\nbody\n"))
+		if err := w.Commit(Todo(1, 2, Envelope{Sender: "a@b", Recipients: []string{"c@d"}})); err != nil {
+			t.Fatal(err)
+		}
+		return w.ID()
+	}
+	first := enqueue()
+	intdIno := inode(t, q.Intd(first))
+	s := q.QueueSpares()
+	if err := s.Retire(q.Intd(first), q.Todo(first)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retire(q.Mess(first)); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush()
+	second := enqueue()
+	reused := map[uint64]bool{first: true, intdIno: true}
+	if !reused[second] || !reused[inode(t, q.Intd(second))] || second == inode(t, q.Intd(second)) {
+		t.Errorf("second message: id %d, intd inode %d; want the first's inodes %d and %d", second, inode(t, q.Intd(second)), first, intdIno)
+	}
+	if b, _ := os.ReadFile(q.Mess(second)); !strings.Contains(string(b), "body") {
+		t.Errorf("mess/ of the second message holds %q", b)
+	}
+}
