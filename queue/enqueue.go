@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"sync"
@@ -42,7 +43,7 @@ func (q Queue) Create() (*Writer, error) {
 			break
 		}
 		var err error
-		f, err = os.OpenFile(pidName, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		f, err = sysfile.CreateExcl(pidName, 0o644)
 		if err == nil {
 			var st syscall.Stat_t
 			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
@@ -138,7 +139,7 @@ func (w *Writer) commit(todo []byte) error {
 	intd, _, ok := w.q.QueueSpares().Take(w.q.Intd(w.id))
 	if !ok {
 		var err error
-		intd, err = os.OpenFile(w.q.Intd(w.id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		intd, err = sysfile.CreateExcl(w.q.Intd(w.id), 0o644)
 		if err != nil {
 			return qerr(exitcode.QQIntd, "create intd/ file", err)
 		}

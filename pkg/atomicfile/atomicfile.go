@@ -17,6 +17,7 @@ package atomicfile
 import (
 	"bytes"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"path/filepath"
@@ -80,13 +81,15 @@ func WriteFrom(path string, r io.Reader, perm os.FileMode, owner *Owner) error {
 
 // SyncDir fsyncs a directory, making the creations, links, renames and
 // removals of names in it durable.
+// It opens the directory with open(2) itself: os.Open would spend five
+// more system calls offering it to the network poller.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("sync directory: %w", err)
+		return fmt.Errorf("sync directory: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"iter"
 	"math"
-	"os"
 )
 
 // Reader looks up keys in a cdb. It is safe for concurrent use as long
@@ -35,7 +35,7 @@ type Record struct {
 
 // Open opens the cdb file at path. The caller must Close the Reader.
 func Open(path string) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := sysfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cdb: %w", err)
 	}

@@ -2,8 +2,8 @@ package contract
 
 import (
 	"errors"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
@@ -15,7 +15,7 @@ import (
 // it stays; add is appended. A missing file counts as empty, and the file
 // is only written when something changed.
 func editList(path string, keep func(entry string) bool, add ...string) error {
-	data, err := os.ReadFile(path)
+	data, err := sysfile.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

@@ -3,6 +3,7 @@ package contract
 import (
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -228,7 +229,7 @@ func deleteName(creds []Credential, name string) []Credential {
 
 func (s *Store) mailboxes(domain string) ([]Mailbox, error) {
 	rel := "domains/" + domain + "/passwd"
-	data, err := os.ReadFile(filepath.Join(s.domainDir(domain), "passwd"))
+	data, err := sysfile.ReadFile(filepath.Join(s.domainDir(domain), "passwd"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("domain %s: %w", domain, ErrNoDomain)
 	}
@@ -243,7 +244,7 @@ func (s *Store) writePasswd(domain string, mailboxes []Mailbox) error {
 }
 
 func (s *Store) credentials(domain string) ([]Credential, error) {
-	data, err := os.ReadFile(filepath.Join(s.domainDir(domain), "shadow"))
+	data, err := sysfile.ReadFile(filepath.Join(s.domainDir(domain), "shadow"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

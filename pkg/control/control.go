@@ -14,15 +14,15 @@
 package control
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -136,18 +136,14 @@ func rel(name string) string { return "control/" + name }
 // Value reads a single-value control file: its first line without
 // trailing whitespace. ok is false when the file does not exist.
 func (d Dir) Value(name string) (v string, ok bool, err error) {
-	f, err := os.Open(d.Path(name))
+	data, err := sysfile.ReadFile(d.Path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, &Error{File: rel(name), Err: err}
 	}
-	defer f.Close()
-	line, err := bufio.NewReader(f).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", false, &Error{File: rel(name), Line: 1, Err: err}
-	}
+	line, _, _ := strings.Cut(string(data), "\n")
 	return trimRight(line), true, nil
 }
 
@@ -170,7 +166,7 @@ func (d Dir) List(name string) ([]string, error) {
 
 // Lines is List with line numbers, for callers that check each entry.
 func (d Dir) Lines(name string) ([]Line, error) {
-	data, err := os.ReadFile(d.Path(name))
+	data, err := sysfile.ReadFile(d.Path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -16,6 +16,7 @@ package lspawn
 
 import (
 	"errors"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,7 +123,7 @@ func (s *Spawner) openMessage(mess string) (*os.File, error) {
 	if !ok || strings.Count(mess, "/") != 1 {
 		return nil, errors.New("DInternal error: messid has nonnumerics. (#5.3.5)\n")
 	}
-	f, err := os.Open(s.q.Mess(id))
+	f, err := sysfile.Open(s.q.Mess(id))
 	if err != nil {
 		return nil, errors.New("Zqmail-spawn unable to open message. (#4.3.0)\n")
 	}

@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"errors"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"io/fs"
 	"os"
@@ -87,7 +88,7 @@ func (w *Writer) Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, er
 	for try := 0; ; try++ {
 		name = uniqueName(w.clock(), host)
 		tmpPath = filepath.Join(dir, Tmp, name)
-		f, err = os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+		f, err = sysfile.CreateExcl(tmpPath, uint32(perm.Perm()))
 		if err == nil {
 			break
 		}

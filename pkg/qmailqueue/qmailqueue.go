@@ -48,11 +48,15 @@ func Run(message, envelope io.Reader) int {
 	return runOne(message, envelope)
 }
 
+// home is the instance root, found once per process: in serve mode
+// finding it for every message was a readlink and four stats each.
+var home = sync.OnceValue(control.Home)
+
 // runOne queues one message, giving up after Death.
 func runOne(message, envelope io.Reader) int {
 	death := time.AfterFunc(Death, func() { os.Exit(exitcode.QQTimeout) })
 	defer death.Stop()
-	root := control.Home()
+	root := home()
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
 		return exitcode.QQHome
 	}

@@ -33,6 +33,7 @@ package quota
 import (
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -207,7 +208,7 @@ func DomainOf(root, dir string) (domain string, ok bool, err error) {
 
 // readPasswd reads a domain's mailboxes; a missing passwd lists none.
 func readPasswd(domainDir, domain string) ([]contract.Mailbox, error) {
-	data, err := os.ReadFile(filepath.Join(domainDir, "passwd"))
+	data, err := sysfile.ReadFile(filepath.Join(domainDir, "passwd"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

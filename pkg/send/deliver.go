@@ -2,6 +2,7 @@ package send
 
 import (
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"os"
 	"strings"
 	"time"
@@ -127,7 +128,7 @@ func (j *job) take(max int) []int {
 // beginPass reads the job's file afresh and decides whether the message
 // is dying (older than queuelifetime when the pass starts).
 func (s *Sender) beginPass(j *job, now time.Time) error {
-	data, err := os.ReadFile(s.jobPath(j.msg.id, j.ch))
+	data, err := sysfile.ReadFile(s.jobPath(j.msg.id, j.ch))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package send
 import (
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ type prepared struct {
 // prepare turns todo/N into info/S/N and local/S/N, remote/S/N, written
 // but not synced; nil when todo/N is gone.
 func (s *Sender) prepare(id uint64) (*prepared, error) {
-	data, err := os.ReadFile(s.q.Todo(id))
+	data, err := sysfile.ReadFile(s.q.Todo(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil // cleaned meanwhile
 	}
@@ -259,7 +260,7 @@ func (s *Sender) create(path string, content []byte) (*os.File, error) {
 	f, _, ok := s.q.SendSpares().Take(path)
 	if !ok {
 		var err error
-		if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err != nil {
+		if f, err = sysfile.CreateExcl(path, 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -297,7 +298,7 @@ func (s *Sender) recoverMessage(id uint64) {
 		// from todo/N, which is still complete.
 		return
 	}
-	data, err := os.ReadFile(s.q.Info(id))
+	data, err := sysfile.ReadFile(s.q.Info(id))
 	if err != nil {
 		s.log.printf("warning: unable to stat %s; will try again later", s.q.Info(id))
 		return

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"io/fs"
 	"net"
@@ -300,7 +301,7 @@ func trueProgram() string {
 // so a session that never does pays nothing for it; a file that cannot
 // be used fails that handshake and is named in the log.
 func serverTLS(path string) (*tls.Config, error) {
-	f, err := os.Open(path)
+	f, err := sysfile.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

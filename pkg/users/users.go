@@ -8,8 +8,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -105,7 +105,7 @@ func WriteCDB(root string, assign []Assign) error {
 
 // Newu is qmail-newu: compile root/users/assign into root/users/cdb.
 func Newu(root string) error {
-	data, err := os.ReadFile(filepath.Join(root, "users", "assign"))
+	data, err := sysfile.ReadFile(filepath.Join(root, "users", "assign"))
 	if err != nil {
 		return fmt.Errorf("read users/assign: %w", err)
 	}
