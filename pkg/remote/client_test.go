@@ -230,8 +230,8 @@ func TestDeliverDialogues(t *testing.T) {
 			>+ RCPT TO:<b@example.org>
 			>+ DATA
 			< 553 bad sender
-			< 503 no
-			< 503 no
+			<? 503 no
+			<? 503 no
 			CLOSE`,
 			"DConnected to 127.0.0.1 but sender was rejected.\nRemote host said: 553 bad sender\n\x00"},
 	}
