@@ -659,26 +659,47 @@ const maxLine = 16 << 10
 
 // copy copies r's lines to the tagger until EOF. The first line holding
 // "status: " (tcpserver -v's and qmail-send's first status line, written
-// once they are listening or running) calls ready.
+// once they are listening or running) calls ready. The whole lines that
+// one read brought are tagged and written together, in one write.
 func (t *tagger) copy(tag string, r io.Reader, ready func()) {
 	br := bufio.NewReaderSize(r, maxLine)
-	out := make([]byte, 0, len(tag)+2+maxLine+1)
+	out := make([]byte, 0, 2*(len(tag)+2+maxLine+1))
 	seen := false
 	for {
-		b, err := br.ReadSlice('\n')
-		if len(b) > 0 {
-			b = bytes.TrimSuffix(b, []byte("\n"))
-			out = append(append(append(append(out[:0], tag...), ": "...), b...), '\n')
-			t.write(out)
-			if !seen && bytes.Contains(b, []byte("status: ")) {
-				seen = true
-				ready()
+		out = out[:0]
+		call := false
+		var err error
+		for {
+			var b []byte
+			b, err = br.ReadSlice('\n')
+			if len(b) > 0 {
+				b = bytes.TrimSuffix(b, []byte("\n"))
+				out = append(append(append(append(out, tag...), ": "...), b...), '\n')
+				if !seen && bytes.Contains(b, []byte("status: ")) {
+					seen, call = true, true
+				}
 			}
+			if err != nil && !errors.Is(err, bufio.ErrBufferFull) || len(out) > maxLine || !lineBuffered(br) {
+				break
+			}
+		}
+		if len(out) > 0 {
+			t.write(out)
+		}
+		if call {
+			ready()
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
 		}
 	}
+}
+
+// lineBuffered reports whether br holds a whole line already, so reading
+// it will not wait.
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // Lock takes the instance's run lock, so that two `qmailctl run` never

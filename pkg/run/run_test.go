@@ -396,3 +396,38 @@ func BenchmarkCopyBaseline(b *testing.B) {
 		io.CopyBuffer(io.Discard, struct{ io.Reader }{strings.NewReader(benchLog)}, make([]byte, maxLine))
 	}
 }
+
+// writeCounter counts the writes it gets.
+type writeCounter struct {
+	testutil.SyncBuffer
+	writes int
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.SyncBuffer.Write(p)
+}
+
+// The lines one read brings go out in one write: a part that logs five
+// lines at once costs the log one write, not five.
+func TestTaggerWritesLinesOfOneReadTogether(t *testing.T) {
+	out := &writeCounter{}
+	tg := &tagger{w: out}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		tg.copy("send", pr, func() {})
+		close(done)
+	}()
+	pw.Write([]byte("new msg 1\ninfo msg 1\nstarting delivery 1\n"))
+	pw.Write([]byte("end msg 1\npartial"))
+	pw.Close()
+	<-done
+	want := "send: new msg 1\nsend: info msg 1\nsend: starting delivery 1\nsend: end msg 1\nsend: partial\n"
+	if out.String() != want {
+		t.Errorf("tagged output %q, want %q", out.String(), want)
+	}
+	if out.writes != 3 {
+		t.Errorf("%d writes for three reads, want 3", out.writes)
+	}
+}

@@ -198,7 +198,7 @@ func TestBatchAnswers(t *testing.T) {
 // every recipient, which stay to be tried again.
 func TestBatchAnswerWrongCount(t *testing.T) {
 	var log strings.Builder
-	s := &Sender{log: logger{&log}, now: time.Now}
+	s := &Sender{log: logger{w: &log}, now: time.Now}
 	for c := range s.chans {
 		s.chans[c] = &channel{slots: make([]*delivery, 4), limit: 4, batch: MaxBatch}
 	}

@@ -1,17 +1,35 @@
 package send
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
 )
 
 // logger writes qmail-send's log lines (reference §2.8): one per event,
-// no timestamp (multilog adds one), free text through safe.
-type logger struct{ w io.Writer }
+// no timestamp (multilog adds one), free text through safe. With buffer
+// set, lines wait for flush, which the loop calls before it waits: the
+// five or so lines of a message then cost the logger one write and one
+// wake-up, not five.
+type logger struct {
+	w   io.Writer
+	buf *bufio.Writer
+}
 
 func (l logger) printf(format string, args ...any) {
+	if l.buf != nil {
+		fmt.Fprintf(l.buf, format+"\n", args...)
+		return
+	}
 	fmt.Fprintf(l.w, format+"\n", args...)
+}
+
+// flush writes the lines buffered so far.
+func (l logger) flush() {
+	if l.buf != nil {
+		l.buf.Flush()
+	}
 }
 
 // safe is qmail-send's filter for free text in log lines: newline becomes

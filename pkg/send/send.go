@@ -178,8 +178,9 @@ var ErrRunning = errors.New("qmail-send is already running")
 
 // Run is qmail-send. It returns nil after a clean stop on SIGTERM.
 func Run(cfg Config) error {
-	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{cfg.Log},
+	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{w: cfg.Log, buf: bufio.NewWriterSize(cfg.Log, 16<<10)},
 		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
+	defer s.log.flush()
 	if err := s.readControls(); err != nil {
 		s.log.printf("alert: cannot start: unable to read controls: %s", safe(err.Error()))
 		return err
@@ -365,6 +366,7 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 			return nil
 		}
 		timer.Reset(s.untilNext())
+		s.log.flush()
 		select {
 		case sig := <-sigs:
 			switch sig {
