@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Writer puts one message into the queue: Create, Write the message

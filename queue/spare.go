@@ -38,11 +38,23 @@ import (
 // new name and uses it only if that is its one name: after a crash fsck
 // counts every name of an inode, so a spare whose removal from the pool
 // never reached the disk while its new name did is left alone, not
-// emptied.
+// emptied. (That needs the fsck a filesystem without a journal must have
+// after a crash anyway.)
+//
+// Privacy. A message file is handed to .qmail programs as their standard
+// input, and one of them may keep it open after its delivery. Flush
+// empties a file only under a write lease, which the kernel grants only
+// when no other process has the file open or mapped; any other file is
+// removed as before, so no one ever reads the next message through an old
+// descriptor.
 type Spares struct {
 	dir  string
 	seq  atomic.Uint64
 	kick chan struct{} // wakes the flusher; nil without one
+	// known bounds the number of spares from above: the last count
+	// plus those promoted since (takers only lower it), so Flush counts
+	// the pool again only near MaxSpares.
+	known int
 
 	mu      sync.Mutex // guards the fields below
 	cooling []string   // names in dir waiting for Flush
@@ -90,15 +102,15 @@ func (q Queue) SendSpares() *Spares { return pool(filepath.Join(q.Dir, "info")) 
 // NewSpares returns the pool in dir. Most callers want the process's
 // own, Queue.QueueSpares or Queue.SendSpares.
 func NewSpares(dir string) *Spares {
-	s := &Spares{dir: dir, dirty: map[string]bool{}, dirfd: -1}
+	s := &Spares{dir: dir, dirty: map[string]bool{}, dirfd: -1, known: MaxSpares} // unknown: count first
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	return s
 }
 
 // FlushAfter starts a goroutine that flushes the pool d after a Retire,
-// so finished files become spares without a Flush call per file.
-// Call it once, before any Retire.
-func (s *Spares) FlushAfter(d time.Duration) {
+// so finished files become spares without a Flush call per file. Flush's
+// errors go to report. Call it once, before any Retire.
+func (s *Spares) FlushAfter(d time.Duration, report func(error)) {
 	if s.kick != nil {
 		return
 	}
@@ -106,7 +118,9 @@ func (s *Spares) FlushAfter(d time.Duration) {
 	go func() {
 		for range s.kick {
 			time.Sleep(d)
-			s.Flush()
+			if err := s.Flush(); err != nil {
+				report(err)
+			}
 		}
 	}()
 }
@@ -178,19 +192,38 @@ func (s *Spares) Flush() error {
 			err = e
 		}
 	}
-	have := 0
-	if err == nil {
-		have, err = s.count()
+	if err == nil && s.known+len(cooling) > MaxSpares {
+		s.known, err = s.count()
 	}
 	for _, name := range cooling {
 		p := filepath.Join(s.dir, name)
-		if err == nil && have < MaxSpares && unix.Truncate(p, 0) == nil && s.promote(p) {
-			have++
+		if err == nil && s.known < MaxSpares && empty(p) && s.promote(p) {
+			s.known++
 			continue
 		}
 		unix.Unlink(p)
 	}
 	return err
+}
+
+// empty truncates a cooling file if it is a regular file with this one
+// name that no other process has open: the write lease proves the last.
+func empty(p string) bool {
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return false
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		return false
+	}
+	ok := unix.Ftruncate(fd, 0) == nil
+	unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	return ok
 }
 
 // promote renames an emptied cooling file to a spare name.
@@ -209,14 +242,19 @@ func (s *Spares) promote(p string) bool {
 // open for writing, empty, with its inode number. ok is false when there
 // is no spare to take: create the file as usual then.
 func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
-	for {
+	for range maxTries {
 		name, more := s.next()
 		if !more {
 			return nil, 0, false
 		}
-		err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.dir, name), unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
+		spare := filepath.Join(s.dir, name)
+		err := unix.Renameat2(unix.AT_FDCWD, spare, unix.AT_FDCWD, target, unix.RENAME_NOREPLACE)
 		switch {
 		case err == unix.ENOENT:
+			var st unix.Stat_t
+			if unix.Fstatat(unix.AT_FDCWD, spare, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				return nil, 0, false // the spare is there: target's directory is not
+			}
 			continue // another taker was first
 		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
 			s.mu.Lock()
@@ -231,7 +269,12 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 		}
 		unix.Unlink(target) // not a spare we can use: drop this name only
 	}
+	return nil, 0, false
 }
+
+// maxTries bounds the spares one Take tries, lost to other takers or
+// unusable, before it creates a file instead.
+const maxTries = 16
 
 // next returns a spare's name to try. It reads the pool a chunk at a
 // time, going on where it stopped, so a big pool costs no more per
@@ -277,16 +320,19 @@ func (s *Spares) next() (string, bool) {
 }
 
 // open opens a taken spare for writing if it is a regular file with no
-// other name, and empties it. The truncation also sets its mtime, so
-// qmail-clean's sweep of pid/ sees a file in use, not an old one.
+// other name, and empties it. Its access and modification times become
+// now: the sweeps for files of crashed injections (qmail-clean's of pid/,
+// qmail-send's of mess/) go by them, and must see a new file, not the old
+// one the inode was.
 func open(path string) (*os.File, uint64, bool) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, false
 	}
+	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 ||
-		unix.Ftruncate(fd, 0) != nil {
+		unix.Ftruncate(fd, 0) != nil || unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		unix.Close(fd)
 		return nil, 0, false
 	}

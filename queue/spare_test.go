@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func inode(t *testing.T, path string) uint64 {
@@ -202,5 +203,82 @@ func TestWriterTakesSpares(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(q.Mess(second)); !strings.Contains(string(b), "body") {
 		t.Errorf("mess/ of the second message holds %q", b)
+	}
+}
+
+// A .qmail program may keep its message open after its delivery: the
+// file must not be emptied and reused under it.
+func TestSparesLeaveOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("user A's message"), 0o644)
+	held, err := os.Open(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	s.Retire(done)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if spares, cooling := poolNames(t, dir); len(spares) != 0 || len(cooling) != 0 {
+		t.Errorf("a file open elsewhere was kept: spares %v, cooling %v", spares, cooling)
+	}
+	b := make([]byte, 64)
+	n, _ := held.ReadAt(b, 0)
+	if string(b[:n]) != "user A's message" {
+		t.Errorf("the open file now reads %q", b[:n])
+	}
+}
+
+// The sweeps for files of crashed injections go by access and
+// modification times: a taken spare must look new.
+func TestSparesTakeMakesTimesNew(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	spare := filepath.Join(dir, sparePrefix+"1")
+	os.WriteFile(spare, nil, 0o644)
+	old := time.Now().Add(-72 * time.Hour)
+	os.Chtimes(spare, old, old)
+	target := filepath.Join(dir, "target")
+	f, _, ok := s.Take(target)
+	if !ok {
+		t.Fatal("no spare taken")
+	}
+	f.Close()
+	var st syscall.Stat_t
+	syscall.Stat(target, &st)
+	for name, ts := range map[string]syscall.Timespec{"access": st.Atim, "modification": st.Mtim} {
+		if age := time.Since(time.Unix(ts.Sec, ts.Nsec)); age > time.Hour {
+			t.Errorf("%s time %v old after Take", name, age.Round(time.Hour))
+		}
+	}
+}
+
+// A target whose directory is missing is the caller's error to report,
+// not a reason to try spare after spare.
+func TestSparesTakeTargetDirMissing(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	os.WriteFile(filepath.Join(dir, sparePrefix+"1"), nil, 0o644)
+	took := make(chan bool, 1)
+	go func() {
+		f, _, ok := s.Take(filepath.Join(dir, "missing", "target"))
+		if ok {
+			f.Close()
+		}
+		took <- ok
+	}()
+	select {
+	case ok := <-took:
+		if ok {
+			t.Error("took a spare into a missing directory")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Take still trying after 5 s")
+	}
+	if spares, _ := poolNames(t, dir); len(spares) != 1 {
+		t.Errorf("spares %v, want the one left in place", spares)
 	}
 }

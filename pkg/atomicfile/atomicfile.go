@@ -17,10 +17,11 @@ package atomicfile
 import (
 	"bytes"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile durably replaces path with data, with permissions perm.

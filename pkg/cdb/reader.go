@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"iter"
 	"math"
+
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Reader looks up keys in a cdb. It is safe for concurrent use as long

@@ -17,6 +17,7 @@ package clean
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -44,8 +45,11 @@ const Ossified = 36 * time.Hour
 // Run serves commands until in ends.
 func Run(q queue.Queue, in io.Reader, out io.Writer) error {
 	spares := q.QueueSpares()
-	spares.Clear()
-	spares.FlushAfter(flushDelay)
+	warn := func(err error) { fmt.Fprintf(os.Stderr, "qmail-clean: warning: spare files in pid/: %v\n", err) }
+	if err := spares.Clear(); err != nil {
+		warn(err)
+	}
+	spares.FlushAfter(flushDelay, warn)
 	defer spares.Flush()
 	br := bufio.NewReader(in)
 	var swept time.Time

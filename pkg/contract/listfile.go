@@ -2,11 +2,11 @@ package contract
 
 import (
 	"errors"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"strings"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // editList rewrites a control list file line by line, keeping comments,

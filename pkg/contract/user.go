@@ -3,7 +3,6 @@ package contract
 import (
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/pwhash"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // User is a mailbox found by LookupUser.

@@ -17,13 +17,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // DefaultHome is the instance root when QMAILHOME is unset or untrusted.

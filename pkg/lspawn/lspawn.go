@@ -16,7 +16,6 @@ package lspawn
 
 import (
 	"errors"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"github.com/quail-mta/quail/queue"
 )
 

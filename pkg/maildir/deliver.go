@@ -2,7 +2,6 @@ package maildir
 
 import (
 	"errors"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Delivery is a message written into a Maildir.

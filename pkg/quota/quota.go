@@ -33,7 +33,6 @@ package quota
 import (
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -42,6 +41,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/contract"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"golang.org/x/sys/unix"
 )
 

@@ -1,6 +1,7 @@
 package send
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"reflect"
@@ -243,5 +244,33 @@ func TestGroupAndTake(t *testing.T) {
 	}
 	if want := [][]int{{0}, {2}, {3}, {4}, {5}, {6}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("local deliveries %v, want one record each %v", got, want)
+	}
+}
+
+// lineWrites records each write it gets.
+type lineWrites struct{ writes []string }
+
+func (w *lineWrites) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+// qmail-send's log may share its pipe with other programs' stderr: every
+// write must hold whole lines, however many a loop turn logs.
+func TestLogWritesWholeLines(t *testing.T) {
+	var w lineWrites
+	l := logger{w: &w, buf: bufio.NewWriterSize(&w, 16<<10)}
+	for i := range 2000 {
+		l.printf("delivery %d: success: %s", i, strings.Repeat("x", i%50))
+	}
+	l.printf("long: %s", strings.Repeat("y", 40<<10))
+	l.flush()
+	if len(w.writes) < 2 {
+		t.Fatalf("%d writes; the test needs the buffer to fill", len(w.writes))
+	}
+	for i, s := range w.writes {
+		if !strings.HasSuffix(s, "\n") {
+			t.Errorf("write %d ends mid-line: ...%q", i, s[max(0, len(s)-20):])
+		}
 	}
 }

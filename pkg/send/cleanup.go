@@ -38,7 +38,13 @@ func (s *Sender) cleanup() {
 			if syscall.Stat(filepath.Join(dir, e.Name()), &st) != nil {
 				continue
 			}
-			if now.Sub(time.Unix(st.Atim.Sec, st.Atim.Nsec)) > ossified {
+			// qmail goes by the access time alone; a message being
+			// written has a new modification time too.
+			last := time.Unix(st.Atim.Sec, st.Atim.Nsec)
+			if m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec); m.After(last) {
+				last = m
+			}
+			if now.Sub(last) > ossified {
 				s.cleanCmd("foop", id)
 			}
 		}

@@ -2,13 +2,13 @@ package send
 
 import (
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/quail-mta/quail/pkg/bounce"
 	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -309,13 +309,23 @@ func (s *Sender) addBounce(id uint64, recipient, text string) error {
 // if it has one, then remove info/ and have qmail-clean remove mess/.
 func (s *Sender) complete(m *message) {
 	if _, err := os.Stat(s.q.Bounce(m.id)); err == nil {
-		if err := s.injectBounce(m); err != nil {
-			s.log.printf("warning: trouble injecting bounce message, will try later")
+		if !m.bounced {
+			if err := s.injectBounce(m); err != nil {
+				s.log.printf("warning: trouble injecting bounce message, will try later")
+				m.bounceRetry = s.now().Add(time.Minute)
+				s.unsent[m.id] = m
+				return
+			}
+			m.bounced = true
+		}
+		// The id comes back soon (its inode is kept as a spare): a
+		// bounce/N left behind would go to the next message N.
+		if err := os.Remove(s.q.Bounce(m.id)); err != nil && !os.IsNotExist(err) {
+			s.log.printf("warning: unable to unlink %s; will try again later", s.q.Bounce(m.id))
 			m.bounceRetry = s.now().Add(time.Minute)
 			s.unsent[m.id] = m
 			return
 		}
-		os.Remove(s.q.Bounce(m.id))
 	}
 	delete(s.unsent, m.id)
 	s.log.printf("end msg %d", m.id)

@@ -18,11 +18,17 @@ type logger struct {
 }
 
 func (l logger) printf(format string, args ...any) {
-	if l.buf != nil {
-		fmt.Fprintf(l.buf, format+"\n", args...)
+	if l.buf == nil {
+		fmt.Fprintf(l.w, format+"\n", args...)
 		return
 	}
-	fmt.Fprintf(l.w, format+"\n", args...)
+	// A line goes out whole: the log pipe may be shared with other
+	// programs' stderr, and a write split mid-line could interleave.
+	line := fmt.Appendf(nil, format+"\n", args...)
+	if len(line) > l.buf.Available() {
+		l.buf.Flush()
+	}
+	l.buf.Write(line)
 }
 
 // flush writes the lines buffered so far.

@@ -120,6 +120,9 @@ type message struct {
 	jobs   [2]*job
 	// bounceRetry is set when injecting its bounce failed; retried later.
 	bounceRetry time.Time
+	// bounced is set once its bounce is queued: a retry then only
+	// removes bounce/N.
+	bounced bool
 }
 
 type job struct {
@@ -198,8 +201,16 @@ func Run(cfg Config) error {
 	// The mutex makes this the only qmail-send of the queue, so the
 	// only user of its spares: what a crash left cooling can go.
 	spares := s.q.SendSpares()
-	spares.Clear()
-	spares.FlushAfter(spareDelay)
+	if err := spares.Clear(); err != nil {
+		s.log.printf("warning: trouble with spare files in info/: %s", safe(err.Error()))
+	}
+	spareErrs := make(chan error, 1)
+	spares.FlushAfter(spareDelay, func(err error) {
+		select {
+		case spareErrs <- err:
+		default: // one report waiting is enough
+		}
+	})
 	defer spares.Flush()
 
 	trigger, keepOpen, err := openTrigger(s.q.Trigger())
@@ -241,7 +252,7 @@ func Run(cfg Config) error {
 	s.scanTodo()
 	s.cleanup()
 	s.status()
-	return s.loop(sigs, triggered)
+	return s.loop(sigs, triggered, spareErrs)
 }
 
 func (s *Sender) readControls() error {
@@ -351,7 +362,7 @@ func readTrigger(f *os.File, triggered chan<- struct{}) {
 	}
 }
 
-func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
+func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErrs <-chan error) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	scan := time.NewTicker(ScanInterval)
@@ -388,6 +399,8 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}) error {
 			s.scanTodo()
 		case <-cleanup.C:
 			s.cleanup()
+		case err := <-spareErrs:
+			s.log.printf("warning: trouble with spare files in info/: %s", safe(err.Error()))
 		case <-timer.C:
 			if len(s.todo) > 0 {
 				s.preprocessSome()

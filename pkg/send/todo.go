@@ -3,7 +3,6 @@ package send
 import (
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/routing"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"github.com/quail-mta/quail/queue"
 )
 

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io"
 	"io/fs"
 	"net"
@@ -27,6 +26,7 @@ import (
 	"github.com/quail-mta/quail/pkg/ratelimit"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/routing"
+	"github.com/quail-mta/quail/pkg/sysfile"
 	"github.com/quail-mta/quail/pkg/users"
 )
 

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/quail-mta/quail/pkg/sysfile"
 	"io/fs"
 	"os/user"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/cdb"
 	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Entry is where mail for a local part goes: qmail-local's user, uid,
