@@ -157,7 +157,11 @@ func (s *Spares) Retire(path string, others ...string) error {
 			}
 			return nil
 		case err == unix.ENOENT:
-			return nil
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) != nil {
+				return nil // gone already
+			}
+			// The pool's directory is missing: remove the file below.
 		case err == unix.EEXIST:
 			continue
 		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:

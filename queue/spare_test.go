@@ -282,3 +282,18 @@ func TestSparesTakeTargetDirMissing(t *testing.T) {
 		t.Errorf("spares %v, want the one left in place", spares)
 	}
 }
+
+// Without its pool directory a finished file is still removed, as
+// before the pools.
+func TestSparesRetireWithoutPool(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(filepath.Join(dir, "no-pool"))
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("x"), 0o644)
+	if err := s.Retire(done); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(done); !os.IsNotExist(err) {
+		t.Errorf("finished file still there: %v", err)
+	}
+}
