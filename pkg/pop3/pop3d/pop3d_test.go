@@ -240,10 +240,16 @@ func TestUIDLsStable(t *testing.T) {
 
 func TestQuitCommits(t *testing.T) {
 	dir, uidls := newDrop(t)
-	// Something in new/ delivered after the session started (this
-	// second) is neither listed nor moved.
+	// Something in new/ delivered after the session started is neither
+	// listed nor moved. The session goes by the file's mtime, so that is
+	// set a minute ahead: written "now", the file could fall in the
+	// second before the session's start if the clock ticks in between.
 	late := "new/" + fmt.Sprint(time.Now().Unix()) + ".late.host"
 	os.WriteFile(filepath.Join(dir, late), []byte("late\n"), 0o600)
+	ahead := time.Now().Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(dir, late), ahead, ahead); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err := serve(t, dir, "STAT\r\nDELE 1\r\nQUIT\r\nNOOP\r\n")
 	if err != nil {
