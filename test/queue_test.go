@@ -269,18 +269,27 @@ func procIdentity(pid int) (name, uid, gid string) {
 	return name, uid, gid
 }
 
+// queueInstance is an instance with qmail-queue installed in its bin/
+// (where the injectors run it from) and $QMAILHOME set to it. It returns
+// the root and the installed program.
+func queueInstance(t *testing.T) (root, installed string) {
+	t.Helper()
+	root = buildInstance(t, nil)
+	installed = filepath.Join(root, "bin", "qmail-queue")
+	b, err := os.ReadFile(filepath.Join(testutil.Bin(t), "qmail-queue"))
+	if err != nil || os.WriteFile(installed, b, 0o755) != nil {
+		t.Fatal("cannot install qmail-queue")
+	}
+	t.Setenv("QMAILHOME", root)
+	return root, installed
+}
+
 // qmail-queue serves many messages in one process when its injector
 // keeps it (qq.Keeper, as qmail-smtpd does), each queued exactly as a
 // single run queues one; a wrapper that execs it in between makes it
 // queue one message per process again, so the wrapper runs every time.
 func TestQmailQueueServe(t *testing.T) {
-	root := buildInstance(t, nil)
-	bin := filepath.Join(testutil.Bin(t), "qmail-queue")
-	installed := filepath.Join(root, "bin", "qmail-queue")
-	if b, err := os.ReadFile(bin); err != nil || os.WriteFile(installed, b, 0o755) != nil {
-		t.Fatal("cannot install qmail-queue")
-	}
-	t.Setenv("QMAILHOME", root)
+	root, installed := queueInstance(t)
 	send := func(k *qq.Keeper, rcpt string) (int, error) {
 		inj, err := k.Start()
 		if err != nil {
@@ -337,13 +346,7 @@ func TestQmailQueueServe(t *testing.T) {
 // (here: no pid/ directory) lets its injector go, with qmail's reply, as
 // a qmail-queue that exits does; it then serves the next message.
 func TestQmailQueueServeEarlyFailure(t *testing.T) {
-	root := buildInstance(t, nil)
-	bin := filepath.Join(testutil.Bin(t), "qmail-queue")
-	installed := filepath.Join(root, "bin", "qmail-queue")
-	if b, err := os.ReadFile(bin); err != nil || os.WriteFile(installed, b, 0o755) != nil {
-		t.Fatal("cannot install qmail-queue")
-	}
-	t.Setenv("QMAILHOME", root)
+	root, _ := queueInstance(t)
 	t.Setenv("QMAILQUEUE", "")
 	pid := filepath.Join(root, "queue", "pid")
 	if err := os.Rename(pid, pid+".away"); err != nil {

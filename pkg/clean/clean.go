@@ -45,7 +45,9 @@ const Ossified = 36 * time.Hour
 // Run serves commands until in ends.
 func Run(q queue.Queue, in io.Reader, out io.Writer) error {
 	spares := q.QueueSpares()
-	warn := func(err error) { fmt.Fprintf(os.Stderr, "qmail-clean: warning: spare files in pid/: %v\n", err) }
+	warn := func(err error) {
+		fmt.Fprintf(os.Stderr, "qmail-clean: warning: cannot keep spare files in pid/ (%v); finished queue files are deleted instead; check the filesystem under queue/\n", err)
+	}
 	if err := spares.Clear(); err != nil {
 		warn(err)
 	}
@@ -65,19 +67,18 @@ func Run(q queue.Queue, in io.Reader, out io.Writer) error {
 			cleanPid(q, now)
 			swept = now
 		}
-		if _, err := out.Write([]byte{do(q, strings.TrimSuffix(cmd, "\x00"))}); err != nil {
+		if _, err := out.Write([]byte{do(q, spares, strings.TrimSuffix(cmd, "\x00"))}); err != nil {
 			return err
 		}
 	}
 }
 
-func do(q queue.Queue, cmd string) byte {
+func do(q queue.Queue, spares *queue.Spares, cmd string) byte {
 	kind, num, ok := strings.Cut(cmd, "/")
 	id, idOK := queue.ParseID(num)
 	if !ok || !idOK {
 		return 'x'
 	}
-	spares := q.QueueSpares()
 	var err error
 	switch kind {
 	case "todo":

@@ -202,7 +202,7 @@ func Run(cfg Config) error {
 	// only user of its spares: what a crash left cooling can go.
 	spares := s.q.SendSpares()
 	if err := spares.Clear(); err != nil {
-		s.log.printf("warning: trouble with spare files in info/: %s", safe(err.Error()))
+		s.log.printf("warning: unable to keep spare files in info/: %s; finished files are deleted instead; check the filesystem under queue/", safe(err.Error()))
 	}
 	spareErrs := make(chan error, 1)
 	spares.FlushAfter(spareDelay, func(err error) {
@@ -400,7 +400,7 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 		case <-cleanup.C:
 			s.cleanup()
 		case err := <-spareErrs:
-			s.log.printf("warning: trouble with spare files in info/: %s", safe(err.Error()))
+			s.log.printf("warning: unable to keep spare files in info/: %s; finished files are deleted instead; check the filesystem under queue/", safe(err.Error()))
 		case <-timer.C:
 			if len(s.todo) > 0 {
 				s.preprocessSome()

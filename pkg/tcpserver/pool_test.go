@@ -288,28 +288,8 @@ func TestReuseLimit(t *testing.T) {
 	o := workerOpts(t, 5)
 	o.Limit = 1
 	ts := serveWorkers(t, o, nil)
-	first, err := net.Dial("tcp", ts.addr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	ts.waitLog(t, `ok \d+`)
-	second, err := net.Dial("tcp", ts.addr("127.0.0.1")) // completes in the backlog
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
-	io.WriteString(second, "b\n")
-	second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, err := second.Read(make([]byte, 10)); !os.IsTimeout(err) {
-		t.Fatalf("second connection served while the first runs (-c 1): %d, %v", n, err)
-	}
-	io.WriteString(first, "a\n")
-	first.SetReadDeadline(time.Now().Add(5 * time.Second))
-	out1, _ := io.ReadAll(first)
-	second.SetReadDeadline(time.Now().Add(5 * time.Second))
-	out2, _ := io.ReadAll(second)
-	e1, e2 := testutil.ParseEnv(string(out1)), testutil.ParseEnv(string(out2))
+	out1, out2 := oneAtATime(t, ts)
+	e1, e2 := testutil.ParseEnv(out1), testutil.ParseEnv(out2)
 	if e1["LINE"] != "a" || e2["LINE"] != "b" || e1["PID"] != e2["PID"] {
 		t.Errorf("first %v\nsecond %v\nwant a and b from one process", e1, e2)
 	}
