@@ -15,6 +15,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/qq"
 	"github.com/quail-mta/quail/pkg/testutil"
+	"github.com/quail-mta/quail/pkg/timerslack"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -213,6 +214,11 @@ func TestDeliverySideAccounts(t *testing.T) {
 			if uid != acct.Uid || gid != qmailGroup.Gid {
 				t.Errorf("%s runs as uid %s gid %s, want %s (%s) and group qmail (%s)", name, uid, gid, account, acct.Uid, qmailGroup.Gid)
 			}
+			// qmail-start, started here without it, gives its children
+			// quail's timer slack.
+			if slack, err := procSlack(pid); err != nil || slack < timerslack.Slack {
+				t.Errorf("%s has a timer slack of %d ns (%v), want at least %d", name, slack, err, timerslack.Slack)
+			}
 			seen[name] = true
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -267,6 +273,16 @@ func procIdentity(pid int) (name, uid, gid string) {
 		}
 	}
 	return name, uid, gid
+}
+
+// procSlack is a process's timer slack in nanoseconds. Reading another
+// process's needs CAP_SYS_NICE.
+func procSlack(pid int) (int, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "timerslack_ns"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // queueInstance is an instance with qmail-queue installed in its bin/

@@ -12,6 +12,7 @@ package test
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/testutil"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 const qrPassword = "e2e pass word"
@@ -227,6 +229,27 @@ func qrNoLeftovers(t *testing.T, root string) {
 	}
 }
 
+// qrCheckSlack fails if a program qmailctl run started, directly or
+// further down, lacks quail's timer slack (pkg/timerslack). Another
+// process's slack is readable only with CAP_SYS_NICE, so an ordinary
+// user's run checks nothing.
+func qrCheckSlack(t *testing.T, pid int, name string, runPid int) {
+	t.Helper()
+	if pid == runPid {
+		return // started by this test, not by quail
+	}
+	n, err := procSlack(pid)
+	if err != nil {
+		if os.Geteuid() == 0 && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s (pid %d): %v", name, pid, err)
+		}
+		return
+	}
+	if n < timerslack.Slack {
+		t.Errorf("%s (pid %d) has a timer slack of %d ns, want at least %d", name, pid, n, timerslack.Slack)
+	}
+}
+
 // qrGreeting connects and returns the server's first line.
 func qrGreeting(t *testing.T, addr string, useTLS bool) (string, net.Conn) {
 	t.Helper()
@@ -284,6 +307,7 @@ func testRun(t *testing.T, cred *syscall.Credential) {
 	for _, pid := range qrLeftovers(root) {
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		_, uid, _ := procIdentity(pid)
+		qrCheckSlack(t, pid, filepath.Base(exe), r.cmd.Process.Pid)
 		switch filepath.Base(exe) {
 		case "qmail-smtpd":
 			seen["qmail-smtpd"]++

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/testutil"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 // tsImpl is a tcpserver implementation under test.
@@ -348,6 +349,16 @@ print(os.get_blocking(0), os.get_blocking(1), s.getsockopt(socket.IPPROTO_TCP, s
 				t.Errorf("%s %s: blocking fd0 fd1, nodelay, same socket = %q, want %q", impl.name, tc.flag, out, tc.want)
 			}
 		}
+	}
+}
+
+// The programs qmail-tcpserver runs get quail's timer slack
+// (pkg/timerslack), even when the server itself was started without it.
+func TestTCPServerTimerSlack(t *testing.T) {
+	srv := tsServe(t, tsQuail(t), tsStart{}, "-RHl0", "127.0.0.1", "0", "cat", "/proc/self/timerslack_ns")
+	out := testutil.Talk(t, srv.addr("127.0.0.1"), "")
+	if n, err := strconv.Atoi(strings.TrimSpace(out)); err != nil || n < timerslack.Slack {
+		t.Errorf("the program's timer slack: %q ns, want at least %d", out, timerslack.Slack)
 	}
 }
 

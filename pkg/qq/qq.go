@@ -19,6 +19,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/timerslack"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -81,10 +82,14 @@ func start(root, prog string, channel *os.File, env []string) (*Injection, error
 	}
 	// os.StartProcess rather than os/exec: sendmail and qmail-inject run
 	// once per message, and os/exec's imports would slow their start-up.
-	proc, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{
-		Dir:   root,                                                          // a relative QMAILQUEUE resolves here, as in qmail
-		Env:   env,                                                           // nil: ours
-		Files: []*os.File{msgR, envR, os.Stderr, channel, custW, nil, custW}, // custom errors on fds 4 and 6
+	var proc *os.Process
+	err = timerslack.Start(func() (err error) {
+		proc, err = os.StartProcess(prog, []string{prog}, &os.ProcAttr{
+			Dir:   root,                                                          // a relative QMAILQUEUE resolves here, as in qmail
+			Env:   env,                                                           // nil: ours
+			Files: []*os.File{msgR, envR, os.Stderr, channel, custW, nil, custW}, // custom errors on fds 4 and 6
+		})
+		return err
 	})
 	closeAll(msgR, envR, custW)
 	if err != nil {

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/quail-mta/quail/pkg/timerslack"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -96,6 +99,20 @@ func TestProtocol(t *testing.T) {
 	env, _ := os.ReadFile(out + ".env")
 	if string(msg) != "Subject: x\n\nbody\n" || string(env) != "Fa@b\x00Tc@d\x00\x00" {
 		t.Errorf("message %q, envelope %q", msg, env)
+	}
+}
+
+// The queue program gets quail's timer slack (pkg/timerslack), so a
+// qmail-smtpd under ucspi-tcp's tcpserver or inetd still passes it on.
+func TestTimerSlack(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "slack")
+	hook(t, "cat /proc/self/timerslack_ns > "+out+"; cat >/dev/null; cat <&1 >/dev/null")
+	if err := inject(t); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n < timerslack.Slack {
+		t.Errorf("the queue program's timer slack: %q ns, want at least %d", b, timerslack.Slack)
 	}
 }
 

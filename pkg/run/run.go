@@ -34,6 +34,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/privsep"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 // The parts' names, which tag their log lines.
@@ -366,7 +367,7 @@ func (r *runner) start(p *part, exited, ready chan<- *part) error {
 		return err
 	}
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	err = p.cmd.Start()
+	err = timerslack.Start(p.cmd.Start)
 	pw.Close()
 	if err != nil {
 		pr.Close()

@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/quail-mta/quail/pkg/privsep"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 // Options are qmail-start's.
@@ -65,7 +66,7 @@ func Run(o Options) (int, error) {
 		}
 		logger := command(o, o.Logger[0], o.Logger[1:], ids["logger"])
 		logger.Stdin = logp.r
-		if err := logger.Start(); err != nil {
+		if err := timerslack.Start(logger.Start); err != nil {
 			return 111, fmt.Errorf("qmail-start: unable to start logger %s: %w", o.Logger[0], err)
 		}
 		logp.r.Close()
@@ -96,7 +97,7 @@ func Run(o Options) (int, error) {
 	send.Stdin = logFile
 
 	for _, c := range []*exec.Cmd{lspawn, rspawn, clean, send} {
-		if err := c.Start(); err != nil {
+		if err := timerslack.Start(c.Start); err != nil {
 			stopAll(children)
 			return 111, fmt.Errorf("qmail-start: unable to start %s: %w", c.Path, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/reuse"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 // With -k, a program process that speaks package reuse's protocol serves
@@ -49,9 +50,13 @@ func (s *Server) startWorker(path string, conn *os.File, env []string) (*worker,
 		return nil, err
 	}
 	defer theirs.Close()
-	p, err := os.StartProcess(path, s.o.Program, &os.ProcAttr{
-		Env:   setEnv(setEnv(env, reuse.EnvFD, "3"), reuse.EnvProgram, path),
-		Files: []*os.File{conn, conn, s.stderr, theirs},
+	var p *os.Process
+	err = timerslack.Start(func() (err error) {
+		p, err = os.StartProcess(path, s.o.Program, &os.ProcAttr{
+			Env:   setEnv(setEnv(env, reuse.EnvFD, "3"), reuse.EnvProgram, path),
+			Files: []*os.File{conn, conn, s.stderr, theirs},
+		})
+		return err
 	})
 	if err != nil {
 		ours.Close()

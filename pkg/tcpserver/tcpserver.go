@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quail-mta/quail/pkg/reuse"
+	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
 // Server is a bound listener and the state of its connections.
@@ -258,9 +259,13 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 	}
 	// os.StartProcess makes the descriptor blocking again (Go's sockets
 	// are non-blocking), as programs written for tcpserver expect.
-	p, err := os.StartProcess(path, s.o.Program, &os.ProcAttr{
-		Env:   env,
-		Files: []*os.File{file, file, s.stderr},
+	var p *os.Process
+	err = timerslack.Start(func() (err error) {
+		p, err = os.StartProcess(path, s.o.Program, &os.ProcAttr{
+			Env:   env,
+			Files: []*os.File{file, file, s.stderr},
+		})
+		return err
 	})
 	if err != nil {
 		return drop("unable to run "+prog, err)
