@@ -419,26 +419,34 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 	}
 }
 
-// untilNext is the wait until the earliest scheduled event.
+// untilNext is the wait until the earliest scheduled event. A due job
+// counts only where schedule could start it: a channel that is full, or
+// holding its deliveries for the probe, or any channel while exiting,
+// starts nothing until a result or the probe's timeout (and an exiting
+// qmail-send retries no bounce), and a result ends the wait anyway. Counting it would turn the loop into a busy
+// wait for as long as the channel stays full, which under load is
+// most of the time.
 func (s *Sender) untilNext() time.Duration {
 	if len(s.todo) > 0 {
 		return 0 // more of todo/ to preprocess, after whatever is ready
 	}
-	next := s.now().Add(time.Hour)
+	now := s.now()
+	next := now.Add(time.Hour)
 	for _, ch := range s.chans {
 		if ch.probing && ch.probeTimeout.Before(next) {
 			next = ch.probeTimeout
 		}
-		if len(ch.due) > 0 && ch.due[0].next.Before(next) {
+		canStart := !s.exiting && ch.used < ch.limit && ch.free() > 0 && !ch.waiting(now)
+		if canStart && len(ch.due) > 0 && ch.due[0].next.Before(next) {
 			next = ch.due[0].next
 		}
 	}
 	for _, m := range s.unsent {
-		if m.bounceRetry.Before(next) {
+		if !s.exiting && m.bounceRetry.Before(next) {
 			next = m.bounceRetry
 		}
 	}
-	d := next.Sub(s.now())
+	d := next.Sub(now)
 	if d < 0 {
 		return 0
 	}

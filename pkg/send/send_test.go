@@ -428,3 +428,51 @@ func TestHUPRereadsControls(t *testing.T) {
 		t.Errorf("after HUP the domain should be virtual and local:\n%s", log)
 	}
 }
+
+// The loop sleeps until something can happen: a due job in a channel
+// that cannot start it (full, holding for the probe, or qmail-send
+// exiting) must not make it wake at once, or it would spin for as long
+// as the channel stays full.
+func TestUntilNext(t *testing.T) {
+	now := time.Unix(1_000_000_000, 0)
+	const idle = time.Hour + 10*time.Millisecond
+	overdue := func() jobHeap {
+		var h jobHeap
+		h.add(&job{next: now.Add(-time.Minute)})
+		return h
+	}
+	for _, tc := range []struct {
+		name    string
+		ch      channel
+		exiting bool
+		unsent  time.Time // a bounce to retry then, if set
+		want    time.Duration
+	}{
+		{name: "nothing due", ch: channel{limit: 2, slots: make([]*delivery, 2)}, want: idle},
+		{name: "overdue, a slot free", ch: channel{limit: 2, used: 1, slots: make([]*delivery, 2), due: overdue()}, want: 0},
+		{name: "due later", ch: channel{limit: 2, slots: make([]*delivery, 2), due: func() jobHeap {
+			var h jobHeap
+			h.add(&job{next: now.Add(time.Minute)})
+			return h
+		}()}, want: time.Minute + 10*time.Millisecond},
+		{name: "overdue, concurrency used up", ch: channel{limit: 2, used: 2, slots: make([]*delivery, 2), due: overdue()}, want: idle},
+		{name: "overdue, no free slot", ch: channel{limit: 3, used: 2, slots: make([]*delivery, 2), due: overdue()}, want: idle},
+		{name: "overdue, waiting for the probe", ch: channel{limit: 2, slots: make([]*delivery, 2), due: overdue(), probing: true, probeTimeout: now.Add(3 * time.Second)},
+			want: 3*time.Second + 10*time.Millisecond},
+		{name: "overdue, exiting", ch: channel{limit: 2, slots: make([]*delivery, 2), due: overdue()}, exiting: true, want: idle},
+		{name: "bounce to retry", ch: channel{limit: 2, slots: make([]*delivery, 2)}, unsent: now.Add(-time.Second), want: 0},
+		{name: "bounce to retry, exiting", ch: channel{limit: 2, slots: make([]*delivery, 2)}, unsent: now.Add(-time.Second), exiting: true, want: idle},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Sender{now: func() time.Time { return now }, exiting: tc.exiting, unsent: map[uint64]*message{}}
+			ch := tc.ch
+			s.chans = [2]*channel{&ch, {limit: 1, slots: make([]*delivery, 1)}}
+			if !tc.unsent.IsZero() {
+				s.unsent[1] = &message{id: 1, bounceRetry: tc.unsent}
+			}
+			if got := s.untilNext(); got != tc.want {
+				t.Errorf("untilNext = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
