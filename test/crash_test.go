@@ -242,3 +242,43 @@ func checkQueueConsistent(t *testing.T, q queue.Queue) {
 		}
 	}
 }
+
+// A TERM that reaches qmail-start while it is still starting the unit
+// stops the whole unit: none of its programs is left running. The
+// logger, which qmail-start starts first, sends it.
+func TestStartTermedWhileStarting(t *testing.T) {
+	cred := qrAs() // the logger must be able to signal qmail-start
+	root, record := deliveryInstance(t, cred)
+	logger := filepath.Join(root, "term-parent-logger")
+	if err := os.WriteFile(logger, []byte("#!/bin/sh\nkill -TERM $PPID\nexec cat >/dev/null\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		cmd := exec.Command(filepath.Join(root, "bin", "qmail-start"), "./Maildir/", logger)
+		cmd.Env = []string{"QMAILHOME=" + root, "RECORD=" + record, "PATH=/usr/bin:/bin"}
+		log := &testutil.SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		u := &unit{cmd: cmd, log: log}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			u.kill9()
+			t.Fatalf("run %d: the unit did not stop on TERM (its programs keep qmail-start's output open); log:\n%s", i, log)
+		}
+		pgid := cmd.Process.Pid
+		deadline := time.Now().Add(5 * time.Second)
+		for !errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH) {
+			if time.Now().After(deadline) {
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				t.Fatalf("run %d: qmail-start exited (%v), but programs of its unit still run; log:\n%s", i, cmd.ProcessState, log)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -53,10 +53,8 @@ func ReceiveMessage(ch *reuse.Channel) (msg, env *os.File, err error) {
 		}
 		return nil, nil, reuse.ErrMalformed
 	}
-	// Non-blocking, so that os.File reads them through the poller.
-	for _, fd := range fds {
-		syscall.SetNonblock(fd, true)
-	}
+	// Read as they come, as qmail-queue reads fd 0 and 1: the injector
+	// sends blocking ends (Keeper.next), which need no poller.
 	return os.NewFile(uintptr(fds[0]), "message"), os.NewFile(uintptr(fds[1]), "envelope"), nil
 }
 
@@ -104,23 +102,39 @@ func (k *Keeper) Start() (*Injection, error) {
 }
 
 // next hands the serving program the read ends of a new message's pipes.
+// The pipes stay blocking, as qmail's injectors' pipes to qmail-queue
+// are: no deadline applies to them, and os.Pipe's poller set-up (and its
+// undoing for the ends that leave) would cost a message more system
+// calls than everything else its hand-over does.
 func (k *Keeper) next() (*Injection, error) {
-	msgR, msgW, err := os.Pipe()
+	msgR, msgW, err := blockingPipe("message")
 	if err != nil {
 		return nil, err
 	}
-	envR, envW, err := os.Pipe()
+	envR, envW, err := blockingPipe("envelope")
 	if err != nil {
-		closeAll(msgR, msgW)
+		syscall.Close(msgR)
+		msgW.Close()
 		return nil, err
 	}
-	err = k.ctl.Send([]byte{'m'}, int(msgR.Fd()), int(envR.Fd()))
-	closeAll(msgR, envR)
+	err = k.ctl.Send([]byte{'m'}, msgR, envR)
+	syscall.Close(msgR)
+	syscall.Close(envR)
 	if err != nil {
 		closeAll(msgW, envW)
 		return nil, err
 	}
 	return &Injection{proc: k.proc, msg: msgW, env: envW, keeper: k}, nil
+}
+
+// blockingPipe is a close-on-exec pipe: the read end as a descriptor to
+// pass on, the write end as a file.
+func blockingPipe(name string) (r int, w *os.File, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return -1, nil, err
+	}
+	return p[0], os.NewFile(uintptr(p[1]), name), nil
 }
 
 func (k *Keeper) spawn() (*Injection, error) {

@@ -42,6 +42,12 @@ func newPipe() (pipe, error) {
 // Run starts the unit and waits for it. It returns qmail-send's exit
 // status.
 func Run(o Options) (int, error) {
+	// Caught before any program starts: a TERM that came between the
+	// first start and the catching would kill qmail-start alone and
+	// leave the unit running with no one to stop it.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	lin, err1 := newPipe()
 	lout, err2 := newPipe()
 	rin, err3 := newPipe()
@@ -111,9 +117,6 @@ func Run(o Options) (int, error) {
 		logW.Close()
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- send.Wait() }()
 	var sendErr error
