@@ -244,13 +244,15 @@ func checkQueueConsistent(t *testing.T, q queue.Queue) {
 }
 
 // A TERM that reaches qmail-start while it is still starting the unit
-// stops the whole unit: none of its programs is left running. The
-// logger, which qmail-start starts first, sends it.
+// stops the whole unit cleanly: qmail-send gets it and exits as on any
+// TERM, and none of the unit's programs is left running. The logger,
+// which qmail-start starts first, sends it, then passes qmail-send's log
+// on to our stderr.
 func TestStartTermedWhileStarting(t *testing.T) {
 	cred := qrAs() // the logger must be able to signal qmail-start
 	root, record := deliveryInstance(t, cred)
 	logger := filepath.Join(root, "term-parent-logger")
-	if err := os.WriteFile(logger, []byte("#!/bin/sh\nkill -TERM $PPID\nexec cat >/dev/null\n"), 0o755); err != nil {
+	if err := os.WriteFile(logger, []byte("#!/bin/sh\nkill -TERM $PPID\nexec cat >&2\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -279,6 +281,9 @@ func TestStartTermedWhileStarting(t *testing.T) {
 				t.Fatalf("run %d: qmail-start exited (%v), but programs of its unit still run; log:\n%s", i, cmd.ProcessState, log)
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(log.String(), "status: exiting\n") {
+			t.Fatalf("run %d: qmail-start exited %d (%v); want 0 after qmail-send's \"status: exiting\"; log:\n%s", i, code, cmd.ProcessState, log)
 		}
 	}
 }

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"io"
 	"os"
+	"strconv"
 
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
@@ -18,6 +20,12 @@ func main() {
 		}
 		os.Exit(exitcode.Permanent)
 	}
+	// qmail-start's ready descriptor; not passed on to what we run.
+	var ready io.Closer
+	if fd, err := strconv.Atoi(os.Getenv(send.ReadyEnv)); err == nil && fd > 6 {
+		ready = os.NewFile(uintptr(fd), "ready")
+	}
+	os.Unsetenv(send.ReadyEnv)
 	err := send.Run(send.Config{
 		Root:       control.Home(),
 		Log:        os.NewFile(0, "log"),
@@ -27,6 +35,7 @@ func main() {
 		FromRemote: os.NewFile(4, "qmail-rspawn output"),
 		ToClean:    os.NewFile(5, "qmail-clean input"),
 		FromClean:  os.NewFile(6, "qmail-clean output"),
+		Ready:      ready,
 	})
 	if err != nil {
 		os.Exit(exitcode.Temporary)

@@ -59,7 +59,16 @@ type Config struct {
 	// Signals, for tests; nil means the process's SIGTERM, SIGALRM and
 	// SIGHUP.
 	Signals <-chan os.Signal
+	// Ready, when set, is closed once those signals are caught
+	// (ReadyEnv).
+	Ready io.Closer
 }
+
+// ReadyEnv names the descriptor qmail-start gives qmail-send to close
+// once it catches TERM, HUP and ALRM. qmail-start passes a signal on
+// only after that: before, the Go runtime would let it kill qmail-send.
+// A qmail-send that knows nothing of it closes it by exiting.
+const ReadyEnv = "QMAILSEND_READY_FD"
 
 // Bounce is a bounce to inject: who gets it, from whom, and the message.
 type Bounce struct {
@@ -184,6 +193,19 @@ func Run(cfg Config) error {
 	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{w: cfg.Log, buf: bufio.NewWriterSize(cfg.Log, 16<<10)},
 		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
 	defer s.log.flush()
+	// Caught from the start: qmail-start passes on a TERM (or HUP, ALRM)
+	// as soon as we run, and one that came while we start up must wait
+	// for the loop, not kill us.
+	sigs := cfg.Signals
+	if sigs == nil {
+		c := make(chan os.Signal, 4)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
+		defer signal.Stop(c)
+		sigs = c
+	}
+	if cfg.Ready != nil {
+		cfg.Ready.Close()
+	}
 	if err := s.readControls(); err != nil {
 		s.log.printf("alert: cannot start: unable to read controls: %s", safe(err.Error()))
 		return err
@@ -238,13 +260,6 @@ func Run(cfg Config) error {
 		return err
 	}
 
-	sigs := cfg.Signals
-	if sigs == nil {
-		c := make(chan os.Signal, 4)
-		signal.Notify(c, syscall.SIGTERM, syscall.SIGALRM, syscall.SIGHUP)
-		defer signal.Stop(c)
-		sigs = c
-	}
 	triggered := make(chan struct{}, 1)
 	go readTrigger(trigger, triggered)
 
@@ -423,9 +438,11 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 // counts only where schedule could start it: a channel that is full, or
 // holding its deliveries for the probe, or any channel while exiting,
 // starts nothing until a result or the probe's timeout (and an exiting
-// qmail-send retries no bounce), and a result ends the wait anyway. Counting it would turn the loop into a busy
-// wait for as long as the channel stays full, which under load is
-// most of the time.
+// qmail-send retries no bounce), and a result ends the wait anyway.
+// Counting it would make the loop a busy wait for as long as the
+// channel stays full, which under load is most of the time. A probe
+// timeout counts only until it has passed: from then on the channel
+// delivers one recipient at a time, answer or not.
 func (s *Sender) untilNext() time.Duration {
 	if len(s.todo) > 0 {
 		return 0 // more of todo/ to preprocess, after whatever is ready
@@ -433,7 +450,7 @@ func (s *Sender) untilNext() time.Duration {
 	now := s.now()
 	next := now.Add(time.Hour)
 	for _, ch := range s.chans {
-		if ch.probing && ch.probeTimeout.Before(next) {
+		if ch.waiting(now) && ch.probeTimeout.Before(next) {
 			next = ch.probeTimeout
 		}
 		canStart := !s.exiting && ch.used < ch.limit && ch.free() > 0 && !ch.waiting(now)

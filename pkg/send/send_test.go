@@ -459,6 +459,8 @@ func TestUntilNext(t *testing.T) {
 		{name: "overdue, no free slot", ch: channel{limit: 3, used: 2, slots: make([]*delivery, 2), due: overdue()}, want: idle},
 		{name: "overdue, waiting for the probe", ch: channel{limit: 2, slots: make([]*delivery, 2), due: overdue(), probing: true, probeTimeout: now.Add(3 * time.Second)},
 			want: 3*time.Second + 10*time.Millisecond},
+		{name: "probe timed out, unanswered", ch: channel{limit: 2, slots: make([]*delivery, 2), probing: true, probeTimeout: now.Add(-time.Second)}, want: idle},
+		{name: "probe timed out, overdue", ch: channel{limit: 2, slots: make([]*delivery, 2), due: overdue(), probing: true, probeTimeout: now.Add(-time.Second)}, want: 0},
 		{name: "overdue, exiting", ch: channel{limit: 2, slots: make([]*delivery, 2), due: overdue()}, exiting: true, want: idle},
 		{name: "bounce to retry", ch: channel{limit: 2, slots: make([]*delivery, 2)}, unsent: now.Add(-time.Second), want: 0},
 		{name: "bounce to retry, exiting", ch: channel{limit: 2, slots: make([]*delivery, 2)}, unsent: now.Add(-time.Second), exiting: true, want: idle},

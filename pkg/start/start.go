@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/quail-mta/quail/pkg/privsep"
+	qmailsend "github.com/quail-mta/quail/pkg/send"
 	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
@@ -95,7 +96,14 @@ func Run(o Options) (int, error) {
 	}
 	send.Stdin = nil
 	send.Stdout, send.Stderr = lin.w, lout.r
-	send.ExtraFiles = []*os.File{rin.w, rout.r, cin.w, cout.r}
+	// fd 7, named in the environment: qmail-send closes it once it
+	// catches its signals (qmailsend.ReadyEnv).
+	ready, err := newPipe()
+	if err != nil {
+		return 111, fmt.Errorf("qmail-start: unable to create pipes: %w", err)
+	}
+	send.ExtraFiles = []*os.File{rin.w, rout.r, cin.w, cout.r, ready.w}
+	send.Env = append(os.Environ(), qmailsend.ReadyEnv+"=7")
 	logFile, isFile := sendLog.(*os.File)
 	if !isFile {
 		return 111, errors.New("qmail-start: the log must be a file descriptor")
@@ -116,10 +124,22 @@ func Run(o Options) (int, error) {
 	if logW != nil {
 		logW.Close()
 	}
+	ready.w.Close()
 
+	// A signal is passed on only once qmail-send catches signals: before
+	// that, the Go runtime would let it kill qmail-send. qmail-send
+	// closes its end of the ready pipe then, or by exiting.
+	isReady := make(chan struct{})
+	go func() {
+		var b [1]byte
+		ready.r.Read(b[:])
+		ready.r.Close()
+		close(isReady)
+	}()
 	done := make(chan error, 1)
 	go func() { done <- send.Wait() }()
 	var sendErr error
+	var held []os.Signal
 wait:
 	for {
 		select {
@@ -127,7 +147,17 @@ wait:
 			if sig == syscall.SIGINT {
 				sig = syscall.SIGTERM
 			}
+			if isReady != nil {
+				held = append(held, sig)
+				continue
+			}
 			send.Process.Signal(sig)
+		case <-isReady:
+			isReady = nil
+			for _, sig := range held {
+				send.Process.Signal(sig)
+			}
+			held = nil
 		case sendErr = <-done:
 			break wait
 		}
