@@ -12,7 +12,6 @@ import (
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
 	"github.com/quail-mta/quail/pkg/exitcode"
-	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Writer puts one message into the queue: Create, Write the message
@@ -38,20 +37,8 @@ func (q Queue) Create() (*Writer, error) {
 	var pidName string
 	for seq := 1; seq < 10; seq++ {
 		pidName = fmt.Sprintf("%s/pid/%d.%d.%d", q.Dir, os.Getpid(), now.Unix(), seq)
-		var ok bool
-		if f, ino, ok = spares.Take(pidName); ok {
-			break
-		}
 		var err error
-		f, err = sysfile.CreateExcl(pidName, 0o644)
-		if err == nil {
-			var st syscall.Stat_t
-			if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-				f.Close()
-				os.Remove(pidName)
-				return nil, qerr(exitcode.QQPid, "stat pid file", err)
-			}
-			ino = st.Ino
+		if f, ino, err = spares.Create(pidName, 0o644); err == nil {
 			break
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -136,13 +123,9 @@ func (w *Writer) commit(todo []byte) error {
 	if err := atomicfile.SyncDir(dirOf(w.q.Mess(w.id))); err != nil {
 		return qerr(exitcode.QQMess, "fsync mess/", err)
 	}
-	intd, _, ok := w.q.QueueSpares().Take(w.q.Intd(w.id))
-	if !ok {
-		var err error
-		intd, err = sysfile.CreateExcl(w.q.Intd(w.id), 0o644)
-		if err != nil {
-			return qerr(exitcode.QQIntd, "create intd/ file", err)
-		}
+	intd, _, err := w.q.QueueSpares().Create(w.q.Intd(w.id), 0o644)
+	if err != nil {
+		return qerr(exitcode.QQIntd, "create intd/ file", err)
 	}
 	w.intd = true
 	_, werr := intd.Write(todo)

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/quail-mta/quail/pkg/atomicfile"
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Spares recycles the inodes of finished queue files.
@@ -164,10 +166,8 @@ func (s *Spares) Retire(path string, others ...string) error {
 			// The pool's directory is missing: remove the file below.
 		case err == unix.EEXIST:
 			continue
-		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
-			s.mu.Lock()
-			s.off = true
-			s.mu.Unlock()
+		default:
+			s.refuses(err) // no RENAME_NOREPLACE: the pool goes off
 		}
 		break
 	}
@@ -230,6 +230,18 @@ func empty(p string) bool {
 	return ok
 }
 
+// refuses reports whether err says the filesystem has no
+// RENAME_NOREPLACE, and turns the pool off for good if so.
+func (s *Spares) refuses(err error) bool {
+	if err != unix.EINVAL && err != unix.ENOSYS && err != unix.EOPNOTSUPP {
+		return false
+	}
+	s.mu.Lock()
+	s.off = true
+	s.mu.Unlock()
+	return true
+}
+
 // promote renames an emptied cooling file to a spare name.
 func (s *Spares) promote(p string) bool {
 	for range 3 {
@@ -260,10 +272,7 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 				return nil, 0, false // the spare is there: target's directory is not
 			}
 			continue // another taker was first
-		case err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP:
-			s.mu.Lock()
-			s.off = true
-			s.mu.Unlock()
+		case s.refuses(err):
 			return nil, 0, false
 		case err != nil:
 			return nil, 0, false // target exists, or worse: the caller's create says so
@@ -274,6 +283,27 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 		unix.Unlink(target) // not a spare we can use: drop this name only
 	}
 	return nil, 0, false
+}
+
+// Create makes path, which must not exist, from a spare when there is
+// one, else as a new file with mode perm (less the umask). It returns
+// the file open for writing, empty, with its inode number. An existing
+// path gives an error that matches fs.ErrExist.
+func (s *Spares) Create(path string, perm uint32) (*os.File, uint64, error) {
+	if f, ino, ok := s.Take(path); ok {
+		return f, ino, nil
+	}
+	f, err := sysfile.CreateExcl(path, perm)
+	if err != nil {
+		return nil, 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		unix.Unlink(path)
+		return nil, 0, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	return f, st.Ino, nil
 }
 
 // maxTries bounds the spares one Take tries, lost to other takers or
@@ -325,9 +355,8 @@ func (s *Spares) next() (string, bool) {
 
 // open opens a taken spare for writing if it is a regular file with no
 // other name, and empties it. Its access and modification times become
-// now: the sweeps for files of crashed injections (qmail-clean's of pid/,
-// qmail-send's of mess/) go by them, and must see a new file, not the old
-// one the inode was.
+// now: the sweeps for files of crashed injections go by them (LastUsed),
+// and must see a new file, not the old one the inode was.
 func open(path string) (*os.File, uint64, bool) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -341,6 +370,19 @@ func open(path string) (*os.File, uint64, bool) {
 		return nil, 0, false
 	}
 	return os.NewFile(uintptr(fd), path), st.Ino, true
+}
+
+// LastUsed is when a queue file was last read or written, by which the
+// sweeps for leftovers of crashed injections (qmail-clean's of pid/,
+// qmail-send's of mess/) judge it. qmail goes by the access time alone;
+// here the modification time counts too, because a spare taken from a
+// pool is emptied and written, not read, on its way to a new message.
+func LastUsed(st *syscall.Stat_t) time.Time {
+	last := time.Unix(st.Atim.Sec, st.Atim.Nsec)
+	if m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec); m.After(last) {
+		return m
+	}
+	return last
 }
 
 // Clear removes files left cooling by a crash: their old names may have

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,5 +297,52 @@ func TestSparesRetireWithoutPool(t *testing.T) {
 	}
 	if _, err := os.Lstat(done); !os.IsNotExist(err) {
 		t.Errorf("finished file still there: %v", err)
+	}
+}
+
+// Create takes a spare when the pool has one and makes a new file when
+// it has none; either way it reports the inode, and an existing path is
+// fs.ErrExist.
+func TestSparesCreate(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	first := filepath.Join(dir, "first")
+	f, ino, err := s.Create(first, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := inode(t, first); ino != got {
+		t.Errorf("new file: Create says inode %d, the file has %d", ino, got)
+	}
+	if _, _, err := s.Create(first, 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("Create over an existing file: %v, want fs.ErrExist", err)
+	}
+	if err := s.Retire(first); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush()
+	second := filepath.Join(dir, "second")
+	f, got, err := s.Create(second, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got != ino || inode(t, second) != ino {
+		t.Errorf("with a spare in the pool: inode %d (file %d), want the retired %d", got, inode(t, second), ino)
+	}
+}
+
+// The sweeps judge a file by its later time, access or modification.
+func TestLastUsed(t *testing.T) {
+	early, late := time.Unix(1_000_000_000, 0), time.Unix(1_000_000_100, 0)
+	for _, tc := range []struct{ atime, mtime time.Time }{{early, late}, {late, early}} {
+		st := syscall.Stat_t{
+			Atim: syscall.Timespec{Sec: tc.atime.Unix()},
+			Mtim: syscall.Timespec{Sec: tc.mtime.Unix()},
+		}
+		if got := LastUsed(&st); !got.Equal(late) {
+			t.Errorf("atime %v, mtime %v: LastUsed %v, want %v", tc.atime, tc.mtime, got, late)
+		}
 	}
 }

@@ -97,10 +97,7 @@ func do(q queue.Queue, spares *queue.Spares, cmd string) byte {
 	return '+'
 }
 
-// cleanPid removes pid/ files neither read nor written for Ossified.
-// qmail looks at the access time only; the modification time counts
-// too here because a spare taken from the pool (see queue.Spares) is
-// emptied, not read, on its way through pid/.
+// cleanPid removes pid/ files not used for Ossified (queue.LastUsed).
 func cleanPid(q queue.Queue, now time.Time) {
 	dir := filepath.Join(q.Dir, "pid")
 	entries, err := os.ReadDir(dir)
@@ -116,11 +113,7 @@ func cleanPid(q queue.Queue, now time.Time) {
 		if syscall.Stat(p, &st) != nil {
 			continue
 		}
-		last := time.Unix(st.Atim.Sec, st.Atim.Nsec)
-		if m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec); m.After(last) {
-			last = m
-		}
-		if now.Sub(last) > Ossified {
+		if now.Sub(queue.LastUsed(&st)) > Ossified {
 			os.Remove(p)
 		}
 	}

@@ -38,13 +38,7 @@ func (s *Sender) cleanup() {
 			if syscall.Stat(filepath.Join(dir, e.Name()), &st) != nil {
 				continue
 			}
-			// qmail goes by the access time alone; a message being
-			// written has a new modification time too.
-			last := time.Unix(st.Atim.Sec, st.Atim.Nsec)
-			if m := time.Unix(st.Mtim.Sec, st.Mtim.Nsec); m.After(last) {
-				last = m
-			}
-			if now.Sub(last) > ossified {
+			if now.Sub(queue.LastUsed(&st)) > ossified {
 				s.cleanCmd("foop", id)
 			}
 		}

@@ -257,12 +257,9 @@ const spareDelay = 500 * time.Millisecond
 // create makes path, which must not exist, with content, and returns it
 // open for the fsync. The file is a spare from info/ when there is one.
 func (s *Sender) create(path string, content []byte) (*os.File, error) {
-	f, _, ok := s.q.SendSpares().Take(path)
-	if !ok {
-		var err error
-		if f, err = sysfile.CreateExcl(path, 0o600); err != nil {
-			return nil, err
-		}
+	f, _, err := s.q.SendSpares().Create(path, 0o600)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := f.Write(content); err != nil {
 		f.Close()

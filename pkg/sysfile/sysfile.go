@@ -60,21 +60,19 @@ func ReadFile(path string) ([]byte, error) {
 // perm (less the umask), as os.OpenFile with O_CREATE|O_EXCL|O_WRONLY
 // does. An existing file gives an error that matches fs.ErrExist.
 func CreateExcl(path string, perm uint32) (*os.File, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, perm)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return os.NewFile(uintptr(fd), path), nil
+	fd, err := openFlags(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, perm)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
-func open(path string) (int, error) {
+func open(path string) (int, error) { return openFlags(path, unix.O_RDONLY, 0) }
+
+// openFlags is open(2) with close-on-exec, retried on EINTR.
+func openFlags(path string, flags int, perm uint32) (int, error) {
 	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, perm)
 		if err == unix.EINTR {
 			continue
 		}
