@@ -334,9 +334,7 @@ func (s *Sender) complete(m *message) {
 		return
 	}
 	delete(s.msgs, m.id)
-	if err := s.cleanCmd("foop", m.id); err != nil {
-		s.log.printf("warning: qmail-clean unable to clean up mess/%s", messPath(m.id))
-	}
+	s.foop = append(s.foop, m.id) // cleanFinished, before the loop waits
 }
 
 func (s *Sender) retryBounces(now time.Time) {
@@ -350,17 +348,51 @@ func (s *Sender) retryBounces(now time.Time) {
 // cleanCmd asks qmail-clean to remove todo/N and intd/N ("todo") or
 // mess/S/N and intd/N ("foop").
 func (s *Sender) cleanCmd(kind string, id uint64) error {
-	if _, err := fmt.Fprintf(s.cfg.ToClean, "%s/%d\x00", kind, id); err != nil {
-		s.log.printf("alert: oh no! lost qmail-clean connection! dying...")
-		return err
+	return s.cleanCmds(kind, []uint64{id})[0]
+}
+
+// cleanRound bounds the commands cleanCmds writes before it reads their
+// answers: a pipe holds at least one page, even for a user over the
+// pipe-user-pages-soft limit, so a round's write never waits for a
+// qmail-clean that is itself waiting for us to read.
+const cleanRound = 4096
+
+// cleanCmds gives qmail-clean one command per id and returns each
+// answer. The commands of a round go out before the first answer is
+// read, so a batch waits for qmail-clean once, not once per message:
+// under load each wait is a trip through a busy run queue.
+func (s *Sender) cleanCmds(kind string, ids []uint64) []error {
+	errs := make([]error, len(ids))
+	var cmds []byte
+	for start := 0; start < len(ids); {
+		cmds = cmds[:0]
+		end := start
+		for end < len(ids) {
+			cmd := fmt.Sprintf("%s/%d\x00", kind, ids[end])
+			if end > start && len(cmds)+len(cmd) > cleanRound {
+				break
+			}
+			cmds = append(cmds, cmd...)
+			end++
+		}
+		_, err := s.cfg.ToClean.Write(cmds)
+		for err == nil && start < end {
+			var b byte
+			if b, err = s.clean.ReadByte(); err == nil {
+				if b != '+' {
+					errs[start] = fmt.Errorf("qmail-clean answered %q", b)
+				}
+				start++
+			}
+		}
+		if err != nil {
+			// The unanswered commands failed; answered ones stand.
+			s.log.printf("alert: oh no! lost qmail-clean connection! dying...")
+			for i := start; i < len(ids); i++ {
+				errs[i] = err
+			}
+			return errs
+		}
 	}
-	b, err := s.clean.ReadByte()
-	if err != nil {
-		s.log.printf("alert: oh no! lost qmail-clean connection! dying...")
-		return err
-	}
-	if b != '+' {
-		return fmt.Errorf("qmail-clean answered %q", b)
-	}
-	return nil
+	return errs
 }

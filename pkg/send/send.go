@@ -62,6 +62,10 @@ type Config struct {
 	// Ready, when set, is closed once those signals are caught
 	// (ReadyEnv).
 	Ready io.Closer
+
+	// beforeSync, for tests, runs before each chunk's fsyncs, off the
+	// loop.
+	beforeSync func()
 }
 
 // ReadyEnv names the descriptor qmail-start gives qmail-send to close
@@ -175,7 +179,14 @@ type Sender struct {
 	unsent map[uint64]*message
 	clean  *bufio.Reader
 	// todo holds the ids read from todo/ not yet preprocessed.
-	todo    []uint64
+	todo []uint64
+	// syncing holds the ids of the chunk whose fsyncs are in flight;
+	// synced brings the chunk back (preprocessSome).
+	syncing map[uint64]bool
+	synced  chan synced
+	// foop holds the finished messages whose mess/ files qmail-clean is
+	// to remove, in one batch before the loop next waits.
+	foop    []uint64
 	delnum  int
 	exiting bool
 	now     func() time.Time
@@ -191,7 +202,8 @@ var ErrRunning = errors.New("qmail-send is already running")
 // Run is qmail-send. It returns nil after a clean stop on SIGTERM.
 func Run(cfg Config) error {
 	s := &Sender{cfg: cfg, q: queue.New(cfg.Root), ctl: control.New(cfg.Root), log: logger{w: cfg.Log, buf: bufio.NewWriterSize(cfg.Log, 16<<10)},
-		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean)}
+		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(cfg.FromClean),
+		syncing: map[uint64]bool{}, synced: make(chan synced, 1)}
 	defer s.log.flush()
 	// Caught from the start: qmail-start passes on a TERM (or HUP, ALRM)
 	// as soon as we run, and one that came while we start up must wait
@@ -385,8 +397,10 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 	cleanup := time.NewTicker(CleanupInterval)
 	defer cleanup.Stop()
 	for {
+		s.drainResults()
 		s.schedule()
-		if s.exiting && s.chans[chLocal].used == 0 && s.chans[chRemote].used == 0 {
+		s.cleanFinished()
+		if s.exiting && s.chans[chLocal].used == 0 && s.chans[chRemote].used == 0 && len(s.syncing) == 0 {
 			s.saveSchedule()
 			s.log.printf("status: exiting")
 			return nil
@@ -416,6 +430,8 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 			s.cleanup()
 		case err := <-spareErrs:
 			s.log.printf("warning: unable to keep spare files in info/: %s; finished files are deleted instead; check the filesystem under queue/", safe(err.Error()))
+		case c := <-s.synced:
+			s.commitChunk(c)
 		case <-timer.C:
 			if len(s.todo) > 0 {
 				s.preprocessSome()
@@ -444,7 +460,7 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 // timeout counts only until it has passed: from then on the channel
 // delivers one recipient at a time, answer or not.
 func (s *Sender) untilNext() time.Duration {
-	if len(s.todo) > 0 {
+	if len(s.todo) > 0 && len(s.syncing) == 0 && !s.exiting {
 		return 0 // more of todo/ to preprocess, after whatever is ready
 	}
 	now := s.now()
@@ -468,6 +484,35 @@ func (s *Sender) untilNext() time.Duration {
 		return 0
 	}
 	return d + 10*time.Millisecond
+}
+
+// drainResults handles every delivery result that has arrived, so that
+// each turn of the loop frees all the slots it can before it schedules:
+// one result per turn would leave finished slots idle behind whatever
+// else the turn does.
+func (s *Sender) drainResults() {
+	for c, ch := range s.chans {
+		for {
+			select {
+			case r := <-ch.results:
+				s.result(c, r)
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+// cleanFinished has qmail-clean remove the mess/ files of the messages
+// finished in this turn, in one batch.
+func (s *Sender) cleanFinished() {
+	for i, err := range s.cleanCmds("foop", s.foop) {
+		if err != nil {
+			s.log.printf("warning: qmail-clean unable to clean up mess/%s", messPath(s.foop[i]))
+		}
+	}
+	s.foop = s.foop[:0]
 }
 
 func (s *Sender) status() {

@@ -41,6 +41,26 @@ type harness struct {
 	messes      []string   // the message field of every command, local and remote
 	// answer, when set, replaces the per-recipient reports of a batch.
 	answer func(b spawn.Batch) []string
+	// gate, when set, runs before each delivery, outside mu.
+	gate func(b spawn.Batch)
+	// beforeSync is Config.beforeSync.
+	beforeSync func()
+	// cleanWrites is each write qmail-send made to qmail-clean.
+	cleanWrites []string
+}
+
+// cleanRecorder passes qmail-send's commands on to qmail-clean and
+// records each write.
+type cleanRecorder struct {
+	h *harness
+	w io.Writer
+}
+
+func (c cleanRecorder) Write(p []byte) (int, error) {
+	c.h.mu.Lock()
+	c.h.cleanWrites = append(c.h.cleanWrites, string(p))
+	c.h.mu.Unlock()
+	return c.w.Write(p)
 }
 
 func newHarness(t *testing.T, controls map[string]string) *harness {
@@ -77,6 +97,9 @@ func (h *harness) spawner(remote bool) (to io.Writer, from io.Reader) {
 	cmdR, cmdW := io.Pipe()
 	resR, resW := io.Pipe()
 	deliver := func(b spawn.Batch) []string {
+		if h.gate != nil {
+			h.gate(b)
+		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.messes = append(h.messes, b.Mess)
@@ -123,7 +146,7 @@ func (h *harness) start() {
 	h.sigs = make(chan os.Signal, 4)
 	h.done = make(chan error, 1)
 	cfg := Config{Root: h.root, Log: h, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
-		ToClean: cmdW, FromClean: resR, Signals: h.sigs,
+		ToClean: cleanRecorder{h, cmdW}, FromClean: resR, Signals: h.sigs, beforeSync: h.beforeSync,
 		Bounce: func(b Bounce) (int, error) {
 			body, _ := io.ReadAll(b.Message)
 			h.mu.Lock()
@@ -477,4 +500,75 @@ func TestUntilNext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCleanBatched: the todo/ entries of one chunk go to qmail-clean in
+// one write, so the chunk waits for qmail-clean once.
+func TestCleanBatched(t *testing.T) {
+	h := newHarness(t, nil)
+	var ids []uint64
+	for range 5 {
+		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com"))
+	}
+	h.start()
+	h.waitFor("messages finished", func() bool {
+		for _, id := range ids {
+			if !gone(h.q.Mess(id)) {
+				return false
+			}
+		}
+		return true
+	})
+	h.stop()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var todo []string
+	for _, w := range h.cleanWrites {
+		if strings.Contains(w, "todo/") {
+			todo = append(todo, w)
+		}
+	}
+	if len(todo) != 1 || strings.Count(todo[0], "todo/") != len(ids) {
+		t.Errorf("todo commands written as %q, want one write of %d", todo, len(ids))
+	}
+}
+
+// TestDeliveriesGoOnWhileSyncing: a chunk's fsyncs run off the loop, so
+// a delivery that ends meanwhile is handled, and its message finished,
+// before they are done.
+func TestDeliveriesGoOnWhileSyncing(t *testing.T) {
+	h := newHarness(t, nil)
+	atGate, openGate := make(chan bool), make(chan bool)
+	h.gate = func(b spawn.Batch) {
+		if b.Recipients[0] == "first@mx.example.com" {
+			atGate <- true
+			<-openGate
+		}
+	}
+	syncing, release := make(chan bool, 1), make(chan bool)
+	var chunks int
+	h.beforeSync = func() {
+		if chunks++; chunks == 2 {
+			syncing <- true
+			<-release
+		}
+	}
+	h.start()
+	first := h.inject("sender@example.org", "first@mx.example.com")
+	select {
+	case <-atGate:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("first delivery never started; log:\n%s", h.logText())
+	}
+	second := h.inject("sender@example.org", "second@mx.example.com")
+	select {
+	case <-syncing:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("second chunk never synced; log:\n%s", h.logText())
+	}
+	close(openGate)
+	h.waitFor("first message finished while the second syncs", func() bool { return gone(h.q.Mess(first)) })
+	close(release)
+	h.waitFor("second message finished", func() bool { return gone(h.q.Mess(second)) })
+	h.stop()
 }

@@ -18,8 +18,8 @@ import (
 )
 
 // todoChunk is how many messages are preprocessed together: their files
-// are made durable with one round of concurrent fsyncs, and deliveries
-// start between chunks.
+// are made durable with one round of concurrent fsyncs, and one round
+// trip to qmail-clean removes their todo/ entries.
 const todoChunk = 64
 
 // syncWorkers bounds the fsyncs in flight at once.
@@ -36,26 +36,37 @@ func (s *Sender) scanTodo() {
 	}
 	s.todo = s.todo[:0]
 	for _, e := range entries {
-		if id, ok := queue.ParseID(e.Name()); ok {
+		if id, ok := queue.ParseID(e.Name()); ok && !s.syncing[id] {
 			s.todo = append(s.todo, id)
 		}
 	}
 	s.preprocessSome()
 }
 
-// preprocessSome preprocesses the next chunk of todo/.
+// synced is a chunk whose files were fsynced, and how that went.
+type synced struct {
+	ready []*prepared
+	err   error
+}
+
+// preprocessSome writes the next chunk of todo/ and starts its fsyncs.
+// The loop goes on meanwhile: under load an fsync waits tens of
+// milliseconds, and deliveries that finish in that time must not wait
+// for it too. commitChunk ends the chunk when its fsyncs are done; one
+// chunk is in flight at a time.
 func (s *Sender) preprocessSome() {
-	n := min(len(s.todo), todoChunk)
-	chunk := s.todo[:n]
-	s.todo = s.todo[n:]
+	if len(s.syncing) > 0 || s.exiting {
+		return
+	}
 	var ready []*prepared
-	for _, id := range chunk {
+	var leftover []uint64
+	for len(s.todo) > 0 && len(ready) < todoChunk {
+		id := s.todo[0]
+		s.todo = s.todo[1:]
 		if s.msgs[id] != nil {
 			// Preprocessed already, but qmail-clean failed to remove
 			// todo/N: only the cleanup is left to do.
-			if err := s.cleanCmd("todo", id); err != nil {
-				s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))
-			}
+			leftover = append(leftover, id)
 			continue
 		}
 		p, err := s.prepare(id)
@@ -67,16 +78,48 @@ func (s *Sender) preprocessSome() {
 			ready = append(ready, p)
 		}
 	}
+	for i, err := range s.cleanCmds("todo", leftover) {
+		if err != nil {
+			s.log.printf("warning: trouble with todo/%d: %s; will try again later", leftover[i], safe(err.Error()))
+		}
+	}
 	if len(ready) == 0 {
 		return
 	}
-	if err := s.syncPrepared(ready); err != nil {
+	for _, p := range ready {
+		s.syncing[p.id] = true
+	}
+	go func() {
+		if s.cfg.beforeSync != nil {
+			s.cfg.beforeSync()
+		}
+		s.synced <- synced{ready, s.syncPrepared(ready)}
+	}()
+}
+
+// commitChunk ends the preprocessing of a chunk once its fsyncs are
+// done: only now does qmail-clean remove each todo/N and intd/N, so at
+// every instant one of the two forms is complete on disk. Then the
+// deliveries are scheduled.
+func (s *Sender) commitChunk(c synced) {
+	for _, p := range c.ready {
+		delete(s.syncing, p.id)
+	}
+	if c.err != nil {
 		// todo/N stays for each: the next scan does them again.
-		s.log.printf("warning: trouble with todo/: %s; will try again later", safe(err.Error()))
+		s.log.printf("warning: trouble with todo/: %s; will try again later", safe(c.err.Error()))
 		return
 	}
-	for _, p := range ready {
-		s.commit(p)
+	ids := make([]uint64, len(c.ready))
+	for i, p := range c.ready {
+		ids[i] = p.id
+	}
+	for i, err := range s.cleanCmds("todo", ids) {
+		if err != nil {
+			s.log.printf("warning: trouble with todo/%d: %s; will try again later", ids[i], safe(err.Error()))
+			continue
+		}
+		s.commit(c.ready[i])
 	}
 }
 
@@ -226,15 +269,8 @@ func parallel(n int, f func(int) error) error {
 	}
 }
 
-// commit ends the preprocessing of a message whose files are durable:
-// only now does qmail-clean remove todo/N and intd/N, so at every
-// instant one of the two forms is complete on disk. Then its deliveries
-// are scheduled.
+// commit schedules the deliveries of a message whose todo/N is gone.
 func (s *Sender) commit(p *prepared) {
-	if err := s.cleanCmd("todo", p.id); err != nil {
-		s.log.printf("warning: trouble with todo/%d: %s; will try again later", p.id, safe(err.Error()))
-		return
-	}
 	var fi syscall.Stat_t
 	syscall.Stat(s.q.Info(p.id), &fi)
 	m := &message{id: p.id, birth: timespec(fi.Mtim), sender: p.sender}
