@@ -229,7 +229,7 @@ func deleteName(creds []Credential, name string) []Credential {
 
 func (s *Store) mailboxes(domain string) ([]Mailbox, error) {
 	rel := "domains/" + domain + "/passwd"
-	data, err := sysfile.ReadFile(filepath.Join(s.domainDir(domain), "passwd"))
+	data, err := sysfile.ReadFileCached(filepath.Join(s.domainDir(domain), "passwd"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("domain %s: %w", domain, ErrNoDomain)
 	}

@@ -137,7 +137,7 @@ func rel(name string) string { return "control/" + name }
 // Value reads a single-value control file: its first line without
 // trailing whitespace. ok is false when the file does not exist.
 func (d Dir) Value(name string) (v string, ok bool, err error) {
-	data, err := sysfile.ReadFile(d.Path(name))
+	data, err := sysfile.ReadFileCached(d.Path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
@@ -167,7 +167,7 @@ func (d Dir) List(name string) ([]string, error) {
 
 // Lines is List with line numbers, for callers that check each entry.
 func (d Dir) Lines(name string) ([]Line, error) {
-	data, err := sysfile.ReadFile(d.Path(name))
+	data, err := sysfile.ReadFileCached(d.Path(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

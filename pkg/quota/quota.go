@@ -109,7 +109,7 @@ func Add(root, domain string, bytes, messages int64) error {
 	if bytes == 0 && messages == 0 {
 		return nil
 	}
-	dir, err := os.Open(b.dir)
+	dir, err := sysfile.Open(b.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -120,7 +120,7 @@ func Add(root, domain string, bytes, messages int64) error {
 	if err := flock(dir, unix.LOCK_SH); err != nil {
 		return fmt.Errorf("quota %s: lock %s: %w", b.domain, b.dir, err)
 	}
-	f, err := os.OpenFile(b.file, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := sysfile.Append(b.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -208,7 +208,7 @@ func DomainOf(root, dir string) (domain string, ok bool, err error) {
 
 // readPasswd reads a domain's mailboxes; a missing passwd lists none.
 func readPasswd(domainDir, domain string) ([]contract.Mailbox, error) {
-	data, err := sysfile.ReadFile(filepath.Join(domainDir, "passwd"))
+	data, err := sysfile.ReadFileCached(filepath.Join(domainDir, "passwd"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

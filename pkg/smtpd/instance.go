@@ -286,14 +286,15 @@ func withSubprogram(args []string) []string {
 	return []string{args[0], trueProgram()}
 }
 
-func trueProgram() string {
+// trueProgram is looked for once per process, not per session.
+var trueProgram = sync.OnceValue(func() string {
 	for _, p := range []string{"/bin/true", "/usr/bin/true"} {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
 	return "true"
-}
+})
 
 // serverTLS offers TLS with control/servercert.pem, the certificate chain
 // and its private key in one file (the convention of qmail's TLS patch).
@@ -502,7 +503,7 @@ func stdioConn(in, out *os.File) (net.Conn, error) {
 		return nil, fmt.Errorf("fd 0: %v", err)
 	}
 	if st.Mode&syscall.S_IFMT == syscall.S_IFSOCK {
-		return net.FileConn(in)
+		return newSocketConn(int(in.Fd()))
 	}
 	for _, f := range []*os.File{in, out} {
 		if err := syscall.SetNonblock(int(f.Fd()), true); err != nil {

@@ -27,33 +27,17 @@ func Open(path string) (*os.File, error) {
 // ReadFile reads the whole file at path, as os.ReadFile does. A missing
 // file gives an error that matches fs.ErrNotExist.
 func ReadFile(path string) ([]byte, error) {
-	fd, err := open(path)
+	data, _, err := readFile(path)
+	return data, err
+}
+
+// Append opens path, which must exist, for appending.
+func Append(path string) (*os.File, error) {
+	fd, err := openFlags(path, unix.O_WRONLY|unix.O_APPEND, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(fd)
-	size := 512
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) == nil && st.Size > 0 && st.Size < 1<<30 {
-		size = int(st.Size) + 1 // one more, to see the end in the same loop
-	}
-	data := make([]byte, 0, size)
-	for {
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-		n, err := unix.Read(fd, data[len(data):cap(data)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return data, nil
-		}
-		data = data[:len(data)+n]
-	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // CreateExcl creates path, which must not exist, write-only with mode

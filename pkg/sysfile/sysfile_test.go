@@ -67,3 +67,20 @@ func TestCreateExcl(t *testing.T) {
 		t.Errorf("second create: %v, want fs.ErrExist", err)
 	}
 }
+
+func TestAppend(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(p, []byte("one\n"), 0o644)
+	f, err := Append(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("two\n"))
+	f.Close()
+	if b, _ := os.ReadFile(p); string(b) != "one\ntwo\n" {
+		t.Errorf("file holds %q", b)
+	}
+	if _, err := Append(p + ".missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+}

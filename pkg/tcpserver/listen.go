@@ -72,8 +72,9 @@ func ResolvePort(ctx context.Context, r *net.Resolver, port string) (uint16, err
 // listen makes the listening socket by hand, because net.ListenConfig
 // always asks for the system's maximum backlog and -b must be honoured.
 // Like tcpserver it sets SO_REUSEADDR, so a restarted server binds while
-// old connections linger in TIME_WAIT.
-func listen(addr netip.AddrPort, backlog int) (*net.TCPListener, error) {
+// old connections linger in TIME_WAIT. The socket is a non-blocking
+// *os.File in the poller: Server.accept waits on it and accepts by hand.
+func listen(addr netip.AddrPort, backlog int) (*os.File, error) {
 	family := unix.AF_INET
 	var sa unix.Sockaddr
 	if a := addr.Addr(); a.Is4() {
@@ -94,8 +95,12 @@ func listen(addr netip.AddrPort, backlog int) (*net.TCPListener, error) {
 	if err != nil {
 		return nil, &fatalError{what: "unable to create socket", err: err}
 	}
-	file := os.NewFile(uintptr(fd), "listener")
-	defer file.Close() // net.FileListener works on its own copy
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return nil, &fatalError{what: "unable to create socket", err: err}
 	}
@@ -111,11 +116,11 @@ func listen(addr netip.AddrPort, backlog int) (*net.TCPListener, error) {
 	if err := unix.Listen(fd, backlog); err != nil {
 		return nil, &fatalError{what: "unable to listen", err: err}
 	}
-	ln, err := net.FileListener(file)
-	if err != nil {
+	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, &fatalError{what: "unable to listen", err: err}
 	}
-	return ln.(*net.TCPListener), nil
+	ok = true
+	return os.NewFile(uintptr(fd), "listener"), nil
 }
 
 // dropPrivileges becomes gid (with no supplementary groups) and uid, as

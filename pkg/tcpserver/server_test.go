@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -376,37 +377,50 @@ func TestServeStop(t *testing.T) {
 	}
 }
 
-func TestTune(t *testing.T) {
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// TestAcceptAndTune: a connection is accepted blocking, with the
+// addresses of both ends, and with TCP_NODELAY off unless -D.
+func TestAcceptAndTune(t *testing.T) {
+	ln, err := listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(boundPort(ln))
+	client := make(chan net.Conn, 1)
 	go func() {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err == nil {
-			time.Sleep(time.Second)
-			c.Close()
+			client <- c
 		}
+		close(client)
 	}()
-	c, err := ln.AcceptTCP()
+	s := &Server{o: Defaults(), ln: ln}
+	c, err := s.accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer unix.Close(c.fd)
+	cl := <-client
+	if cl == nil {
+		t.Fatal("dial failed")
+	}
+	defer cl.Close()
+	if c.local.String() != addr || c.remote.String() != cl.LocalAddr().String() {
+		t.Errorf("accepted %v from %v; want %v from %v", c.local, c.remote, addr, cl.LocalAddr())
+	}
+	if flags, _ := unix.FcntlInt(uintptr(c.fd), unix.F_GETFL, 0); flags&unix.O_NONBLOCK != 0 {
+		t.Error("the accepted socket is non-blocking")
+	}
 	nodelay := func() int {
-		raw, _ := c.SyscallConn()
-		var v int
-		raw.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY) })
+		v, _ := unix.GetsockoptInt(c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY)
 		return v
 	}
-	s := &Server{o: Defaults()}
-	s.tune(c)
+	s.tune(c.fd)
 	if nodelay() != 0 {
 		t.Error("-d (the default): TCP_NODELAY is on")
 	}
 	s.o.NoDelay = true
-	s.tune(c)
+	s.tune(c.fd)
 	if nodelay() == 0 {
 		t.Error("-D: TCP_NODELAY is off")
 	}

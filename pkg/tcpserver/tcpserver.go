@@ -36,7 +36,7 @@ import (
 // Server is a bound listener and the state of its connections.
 type Server struct {
 	o        Options
-	ln       *net.TCPListener
+	ln       *os.File // the listening socket (listen)
 	port     int
 	stderr   *os.File
 	log      *logger
@@ -82,7 +82,7 @@ func Listen(ctx context.Context, o Options, stderr *os.File, environ []string) (
 	s := &Server{
 		o:        o,
 		ln:       ln,
-		port:     ln.Addr().(*net.TCPAddr).Port,
+		port:     boundPort(ln),
 		stderr:   stderr,
 		log:      &logger{w: stderr},
 		base:     BaseEnv(environ),
@@ -93,6 +93,19 @@ func Listen(ctx context.Context, o Options, stderr *os.File, environ []string) (
 		pool:     pool{idleMax: idleMax},
 	}
 	return s, nil
+}
+
+func boundPort(ln *os.File) int {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var sa unix.Sockaddr
+	raw.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
+	if err != nil {
+		return 0
+	}
+	return int(sockaddrPort(sa).Port())
 }
 
 // Port is the bound port, the one the kernel chose when PORT was 0.
@@ -115,14 +128,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.starting.Wait()
 			return nil
 		}
-		c, err := s.ln.AcceptTCP()
+		c, err := s.accept()
 		if err != nil {
 			<-s.sem
 			if ctx.Err() != nil {
 				s.starting.Wait()
 				return nil
 			}
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return err
 			}
 			// Out of descriptors, or a connection reset before accept:
@@ -148,7 +161,52 @@ func (s *Server) changeActive(delta int, before string) {
 	}
 }
 
-func (s *Server) serveConn(ctx context.Context, c *net.TCPConn) {
+// conn is an accepted connection as tcpserver has it: a blocking
+// descriptor that Go's poller never saw. Go's Accept would register it,
+// set TCP_NODELAY and keepalives, and each would have to be undone for
+// the program, at a dozen system calls per connection.
+type conn struct {
+	fd            int
+	local, remote netip.AddrPort
+}
+
+// accept waits for the next connection.
+func (s *Server) accept() (conn, error) {
+	raw, err := s.ln.SyscallConn()
+	if err != nil {
+		return conn{}, err
+	}
+	var c conn
+	var sa unix.Sockaddr
+	var aerr error
+	err = raw.Read(func(fd uintptr) bool {
+		c.fd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+		return aerr != unix.EAGAIN
+	})
+	if err != nil {
+		return conn{}, err
+	}
+	if aerr != nil {
+		return conn{}, os.NewSyscallError("accept4", aerr)
+	}
+	c.remote = sockaddrPort(sa)
+	if local, err := unix.Getsockname(c.fd); err == nil {
+		c.local = sockaddrPort(local)
+	}
+	return c, nil
+}
+
+func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+func (s *Server) serveConn(ctx context.Context, c conn) {
 	p, end := s.launch(ctx, c)
 	s.starting.Done()
 	switch {
@@ -178,9 +236,10 @@ func pidLine(pid int, ip string) string {
 // process, or nil and the "end" line to log when no program runs; those
 // connections are logged with pid 0. With -k it returns nil and "" when
 // the connection went to a process of the pool, new or reused.
-func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, string) {
-	defer c.Close() // the program has its own descriptor
-	f := Facts{Local: addrPort(c.LocalAddr()), Remote: addrPort(c.RemoteAddr())}
+func (s *Server) launch(ctx context.Context, c conn) (*os.Process, string) {
+	file := os.NewFile(uintptr(c.fd), "tcp")
+	defer file.Close() // the program has its own descriptor
+	f := Facts{Local: c.local, Remote: c.remote}
 	from := pidLine(0, IPString(f.Remote.Addr()))
 	drop := func(what string, err error) (*os.Process, string) {
 		msg := dropPrefix + what + ": " + errText(err) + "\n"
@@ -193,9 +252,9 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 		return nil, endLine(0, wstatDrop)
 	}
 
-	s.tune(c)
+	s.tune(c.fd)
 	if s.o.Banner != "" {
-		if _, err := io.WriteString(c, s.o.Banner); err != nil {
+		if _, err := io.WriteString(file, s.o.Banner); err != nil {
 			return drop("unable to print banner", err)
 		}
 	}
@@ -222,23 +281,9 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 	}
 
 	env := ChildEnv(s.base, f, rule.Env)
-	file, err := c.File()
-	if err != nil {
-		return drop("unable to set up descriptors", err)
-	}
-	defer file.Close()
 	reusing := s.o.Reuse >= 2
-	if reusing && envSize(env) <= reuse.MaxEnv {
-		// Programs written for tcpserver expect a blocking socket, and
-		// Go's are not: Fd makes this one blocking (as os.StartProcess
-		// does below), and SetNonblock says so.
-		fd := int(file.Fd())
-		if err := syscall.SetNonblock(fd, false); err != nil {
-			return drop("unable to set up descriptors", err)
-		}
-		if s.handoff(fd, env, &f) {
-			return nil, ""
-		}
+	if reusing && envSize(env) <= reuse.MaxEnv && s.handoff(c.fd, env, &f) {
+		return nil, ""
 	}
 
 	prog := s.o.Program[0]
@@ -257,8 +302,6 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 		s.watch(w)
 		return nil, ""
 	}
-	// os.StartProcess makes the descriptor blocking again (Go's sockets
-	// are non-blocking), as programs written for tcpserver expect.
 	var p *os.Process
 	err = timerslack.Start(func() (err error) {
 		p, err = os.StartProcess(path, s.o.Program, &os.ProcAttr{
@@ -276,19 +319,16 @@ func (s *Server) launch(ctx context.Context, c *net.TCPConn) (*os.Process, strin
 	return p, ""
 }
 
-// tune sets the socket options tcpserver sets. Go turns TCP_NODELAY on
-// for every connection, so -d (the default) must turn it off again.
-func (s *Server) tune(c *net.TCPConn) {
-	c.SetNoDelay(s.o.NoDelay)
-	if s.o.KeepIPOptions {
-		return
+// tune sets the socket options tcpserver sets: TCP_NODELAY with -D (a
+// new socket has it off, as -d wants), and no source-routed replies
+// unless -o. IP options apply to IPv4 only and, as in tcpserver, a
+// failure is ignored.
+func (s *Server) tune(fd int) {
+	if s.o.NoDelay {
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	// No source-routed replies (tcpserver's -O). It applies to IPv4 only
-	// and, as in tcpserver, a failure is ignored.
-	if raw, err := c.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) {
-			unix.SetsockoptString(int(fd), unix.IPPROTO_IP, unix.IP_OPTIONS, "")
-		})
+	if !s.o.KeepIPOptions {
+		unix.SetsockoptString(fd, unix.IPPROTO_IP, unix.IP_OPTIONS, "")
 	}
 }
 
@@ -339,14 +379,6 @@ func (s *Server) resolvesTo(ctx context.Context, name string, a netip.Addr) bool
 		}
 	}
 	return false
-}
-
-func addrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
 }
 
 // Main is the qmail-tcpserver command: it returns the exit status, 100

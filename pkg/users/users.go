@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -184,25 +183,49 @@ type Passwd interface {
 	Lookup(name string) (e Entry, ok bool, err error)
 }
 
-// System is the host's password database (getpwnam).
+// System is the host's password database (getpwnam): /etc/passwd, which
+// is all that a static Go program's os/user reads too. It is read
+// through sysfile's cache, since qmail-lspawn asks for every delivery.
 type System struct{}
+
+// passwdFile is the file System reads.
+var passwdFile = "/etc/passwd"
 
 // Lookup implements Passwd.
 func (System) Lookup(name string) (Entry, bool, error) {
-	u, err := user.Lookup(name)
+	data, err := sysfile.ReadFileCached(passwdFile)
 	if err != nil {
-		var unknown user.UnknownUserError
-		if errors.As(err, &unknown) {
-			return Entry{}, false, nil
-		}
 		return Entry{}, false, err
 	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil {
-		return Entry{}, false, fmt.Errorf("account %s has non-numeric ids", name)
+	return lookupPasswd(data, name)
+}
+
+// lookupPasswd finds name in the contents of a passwd(5) file, as
+// getpwnam does: the first entry of that name. Comments, lines with too
+// few fields and NIS entries ("+" and "-") are skipped, as os/user skips
+// them.
+func lookupPasswd(data []byte, name string) (Entry, bool, error) {
+	if name == "" {
+		return Entry{}, false, nil
 	}
-	return Entry{User: u.Username, UID: uid, GID: gid, Home: u.HomeDir}, true, nil
+	for len(data) > 0 {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
+		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' {
+			continue
+		}
+		f := strings.SplitN(string(line), ":", 7)
+		if len(f) < 6 || f[0] != name {
+			continue
+		}
+		uid, err1 := strconv.Atoi(f[2])
+		gid, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			return Entry{}, false, fmt.Errorf("account %s has non-numeric ids", name)
+		}
+		return Entry{User: f[0], UID: uid, GID: gid, Home: f[5]}, true, nil
+	}
+	return Entry{}, false, nil
 }
 
 // maxUserLen is qmail-getpw's limit: longer prefixes are never names.

@@ -281,3 +281,41 @@ func TestGetpwOutsider(t *testing.T) {
 		t.Errorf("Getpw = %+v, %v; want the alias user, as qmail-getpw", e, err)
 	}
 }
+
+func TestSystemLookup(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(p, []byte("# comment\n"+
+		"+nisuser::1:1::/nis:/bin/sh\n"+
+		"short:x:5\n"+
+		"alias:x:7791:2108:qmail alias:/var/qmail/alias:/bin/true\n"+
+		"joe:x:1001:1001:Joe,,,:/home/joe:/bin/bash\n"+
+		"joe:x:1002:1002::/home/joe2:/bin/sh\n"+
+		"odd:x:1x:1::/home/odd:/bin/sh\n"), 0o644)
+	old := passwdFile
+	passwdFile = p
+	defer func() { passwdFile = old }()
+	for _, tc := range []struct {
+		name string
+		want Entry
+		ok   bool
+		err  bool
+	}{
+		{"joe", Entry{User: "joe", UID: 1001, GID: 1001, Home: "/home/joe"}, true, false},
+		{"alias", Entry{User: "alias", UID: 7791, GID: 2108, Home: "/var/qmail/alias"}, true, false},
+		{"nisuser", Entry{}, false, false},
+		{"+nisuser", Entry{}, false, false},
+		{"short", Entry{}, false, false},
+		{"nobody-here", Entry{}, false, false},
+		{"", Entry{}, false, false},
+		{"odd", Entry{}, false, true},
+	} {
+		e, ok, err := System{}.Lookup(tc.name)
+		if e != tc.want || ok != tc.ok || (err != nil) != tc.err {
+			t.Errorf("Lookup(%q) = %+v, %v, %v; want %+v, %v, error %v", tc.name, e, ok, err, tc.want, tc.ok, tc.err)
+		}
+	}
+	os.Remove(p)
+	if _, _, err := (System{}).Lookup("joe"); err == nil {
+		t.Error("no passwd file: no error")
+	}
+}

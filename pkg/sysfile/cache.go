@@ -1,0 +1,130 @@
+package sysfile
+
+import (
+	"io/fs"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ReadFileCached is ReadFile for the small files that change rarely and
+// are read over and over by a process that lives long (qmail-smtpd under
+// qmail-tcpserver -k reads control/me, rcpthosts, locals and a domain's
+// passwd for every session): it keeps what it read, and reads a file
+// again only when stat(2) shows a change. A hit costs one stat instead of
+// an open, an fstat, two reads and a close. A missing file is not
+// remembered: its open fails at the same cost as a stat would.
+//
+// A change shows as a different device, inode, size, modification time
+// or change time. The kernel stamps those times from a clock that ticks
+// every few milliseconds, so two writes of the same length within one
+// tick could leave the same stamps: a file changed within the last
+// settle is not kept (git's "racily clean" rule), and by the time it is,
+// any later write gets a later change time.
+//
+// The caller gets its own copy of the contents. Paths are kept for the
+// life of the process: use it only for a bounded set of files, such as
+// control files and per-domain files, never for queue files.
+func ReadFileCached(path string) ([]byte, error) {
+	cache.Lock()
+	f, ok := cache.files[path]
+	cache.Unlock()
+	if ok {
+		var st unix.Stat_t
+		if stat(path, &st) == nil && f.id == identity(&st) {
+			cache.Lock()
+			cache.hits++
+			cache.Unlock()
+			return append([]byte(nil), f.data...), nil
+		}
+	}
+	data, st, err := readFile(path)
+	cache.Lock()
+	defer cache.Unlock()
+	delete(cache.files, path)
+	if err != nil {
+		return nil, err
+	}
+	if settled(&st, time.Now()) {
+		if cache.files == nil {
+			cache.files = map[string]cachedFile{}
+		}
+		cache.files[path] = cachedFile{id: identity(&st), data: append([]byte(nil), data...)}
+	}
+	return data, nil
+}
+
+// settle is how old a file's last change must be before it is kept.
+var settle = 2 * time.Second
+
+var cache struct {
+	sync.Mutex
+	files map[string]cachedFile
+	hits  int // for tests
+}
+
+type cachedFile struct {
+	id   fileID
+	data []byte
+}
+
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime unix.Timespec
+}
+
+func identity(st *unix.Stat_t) fileID {
+	return fileID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// settled reports whether the file last changed at least settle before
+// now.
+func settled(st *unix.Stat_t, now time.Time) bool {
+	limit := now.Add(-settle).UnixNano()
+	return st.Mtim.Nano() < limit && st.Ctim.Nano() < limit
+}
+
+func stat(path string, st *unix.Stat_t) error {
+	for {
+		err := unix.Stat(path, st)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// readFile is ReadFile that also returns the file's fstat.
+func readFile(path string) ([]byte, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := open(path)
+	if err != nil {
+		return nil, st, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, st, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	size := 512
+	if st.Size > 0 && st.Size < 1<<30 {
+		size = int(st.Size) + 1 // one more, to see the end in the same loop
+	}
+	data := make([]byte, 0, size)
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := unix.Read(fd, data[len(data):cap(data)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, st, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return data, st, nil
+		}
+		data = data[:len(data)+n]
+	}
+}
