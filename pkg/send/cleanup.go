@@ -21,6 +21,10 @@ const ossified = 36 * time.Hour
 
 // cleanup removes ossified leftovers in mess/ through qmail-clean.
 func (s *Sender) cleanup() {
+	// Finished messages waiting for their foop go first: the sweep
+	// below sees them as orphans, and a second foop sent after the
+	// first could remove a new message that took the same id.
+	s.cleanFinished()
 	now := s.now()
 	for i := range queue.Split {
 		dir := filepath.Join(s.q.Dir, "mess", fmt.Sprint(i))

@@ -387,7 +387,11 @@ func (s *Sender) cleanCmds(kind string, ids []uint64) []error {
 		}
 		if err != nil {
 			// The unanswered commands failed; answered ones stand.
+			// Without qmail-clean nothing can be finished: qmail-send
+			// ends once its deliveries have, as qmail's does.
 			s.log.printf("alert: oh no! lost qmail-clean connection! dying...")
+			s.exiting = true
+			s.cleanLost = fmt.Errorf("lost qmail-clean: %w", err)
 			for i := start; i < len(ids); i++ {
 				errs[i] = err
 			}

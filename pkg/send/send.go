@@ -186,10 +186,13 @@ type Sender struct {
 	synced  chan synced
 	// foop holds the finished messages whose mess/ files qmail-clean is
 	// to remove, in one batch before the loop next waits.
-	foop    []uint64
-	delnum  int
-	exiting bool
-	now     func() time.Time
+	foop []uint64
+	// cleanLost is set when qmail-clean is gone: qmail-send then exits
+	// with it once its deliveries end.
+	cleanLost error
+	delnum    int
+	exiting   bool
+	now       func() time.Time
 }
 
 type bounceConfig struct {
@@ -403,7 +406,7 @@ func (s *Sender) loop(sigs <-chan os.Signal, triggered <-chan struct{}, spareErr
 		if s.exiting && s.chans[chLocal].used == 0 && s.chans[chRemote].used == 0 && len(s.syncing) == 0 {
 			s.saveSchedule()
 			s.log.printf("status: exiting")
-			return nil
+			return s.cleanLost
 		}
 		timer.Reset(s.untilNext())
 		s.log.flush()

@@ -47,6 +47,8 @@ type harness struct {
 	beforeSync func()
 	// cleanWrites is each write qmail-send made to qmail-clean.
 	cleanWrites []string
+	// cleanGone makes every write to qmail-clean fail, as when it died.
+	cleanGone bool
 }
 
 // cleanRecorder passes qmail-send's commands on to qmail-clean and
@@ -59,7 +61,11 @@ type cleanRecorder struct {
 func (c cleanRecorder) Write(p []byte) (int, error) {
 	c.h.mu.Lock()
 	c.h.cleanWrites = append(c.h.cleanWrites, string(p))
+	gone := c.h.cleanGone
 	c.h.mu.Unlock()
+	if gone {
+		return 0, io.ErrClosedPipe
+	}
 	return c.w.Write(p)
 }
 
@@ -571,4 +577,129 @@ func TestDeliveriesGoOnWhileSyncing(t *testing.T) {
 	close(release)
 	h.waitFor("second message finished", func() bool { return gone(h.q.Mess(second)) })
 	h.stop()
+}
+
+// TestOneFoopAtStart: a message found finished at start, whose mess/ is
+// old enough for the sweep of orphans, is removed through qmail-clean
+// once: a second foop/N could remove a new message that took its id.
+func TestOneFoopAtStart(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.inject("sender@example.org", "joe@mx.example.com")
+	// State S7: info/ left, every delivery done, todo/ and intd/ gone.
+	if err := os.WriteFile(h.q.Info(id), []byte("Fsender@example.org\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(h.q.Todo(id))
+	os.Remove(h.q.Intd(id))
+	old := time.Now().Add(-40 * time.Hour)
+	os.Chtimes(h.q.Mess(id), old, old)
+	h.start()
+	h.waitFor("message removed", func() bool { return gone(h.q.Mess(id)) })
+	h.stop()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, w := range h.cleanWrites {
+		n += strings.Count(w, "foop/"+itoa(id)+"\x00")
+	}
+	if n != 1 {
+		t.Errorf("foop/%d written %d times: %q", id, n, h.cleanWrites)
+	}
+}
+
+// TestCleanLostEndsSend: without qmail-clean nothing can be finished;
+// qmail-send says so and exits with an error.
+func TestCleanLostEndsSend(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cleanGone = true
+	h.start()
+	h.inject("sender@example.org", "joe@mx.example.com")
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "qmail-clean") {
+			t.Errorf("Run returned %v, want the lost qmail-clean", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("qmail-send runs on without qmail-clean; log:\n%s", h.logText())
+	}
+	if log := h.logText(); !strings.Contains(log, "alert: oh no! lost qmail-clean connection! dying...\n") {
+		t.Errorf("log lacks the alert:\n%s", log)
+	}
+}
+
+// TestTermWhileSyncing: a TERM that comes while a chunk's fsyncs are in
+// flight waits for them; the chunk is committed (todo/N gone, its info/
+// and local/ files kept for the next start) before qmail-send exits.
+func TestTermWhileSyncing(t *testing.T) {
+	h := newHarness(t, nil)
+	syncing, release := make(chan bool, 1), make(chan bool)
+	h.beforeSync = func() {
+		syncing <- true
+		<-release
+	}
+	h.start()
+	id := h.inject("sender@example.org", "joe@mx.example.com")
+	select {
+	case <-syncing:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("chunk never synced; log:\n%s", h.logText())
+	}
+	h.sigs <- syscall.SIGTERM
+	select {
+	case err := <-h.done:
+		t.Fatalf("Run returned %v while a chunk was syncing", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("qmail-send did not stop; log:\n%s", h.logText())
+	}
+	if !gone(h.q.Todo(id)) || gone(h.q.Info(id)) || gone(h.q.Local(id)) {
+		t.Errorf("after TERM: todo gone %v, info gone %v, local gone %v; want the message preprocessed",
+			gone(h.q.Todo(id)), gone(h.q.Info(id)), gone(h.q.Local(id)))
+	}
+}
+
+// TestFinishedCleanedInOneBatch: the messages finished in one turn go to
+// qmail-clean as one write, after the turn, not one round trip each.
+func TestFinishedCleanedInOneBatch(t *testing.T) {
+	h := newHarness(t, nil)
+	var ids []uint64
+	for range 3 {
+		id := h.inject("sender@example.org", "joe@mx.example.com")
+		os.WriteFile(h.q.Info(id), []byte("Fsender@example.org\x00"), 0o600)
+		ids = append(ids, id)
+	}
+	cmdR, cmdW := io.Pipe()
+	resR, resW := io.Pipe()
+	go clean.Run(h.q, cmdR, resW)
+	defer cmdW.Close()
+	s := &Sender{cfg: Config{ToClean: cleanRecorder{h, cmdW}}, q: h.q, log: logger{w: h},
+		msgs: map[uint64]*message{}, unsent: map[uint64]*message{}, now: time.Now, clean: bufio.NewReader(resR)}
+	for _, id := range ids {
+		m := &message{id: id}
+		s.msgs[id] = m
+		s.complete(m)
+	}
+	h.mu.Lock()
+	if len(h.cleanWrites) != 0 {
+		t.Errorf("qmail-clean asked before the turn ended: %q", h.cleanWrites)
+	}
+	h.mu.Unlock()
+	s.cleanFinished()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.cleanWrites) != 1 || strings.Count(h.cleanWrites[0], "foop/") != len(ids) {
+		t.Errorf("foop commands written as %q, want one write of %d", h.cleanWrites, len(ids))
+	}
+	for _, id := range ids {
+		if !gone(h.q.Mess(id)) || !gone(h.q.Info(id)) {
+			t.Errorf("message %d not removed", id)
+		}
+	}
 }

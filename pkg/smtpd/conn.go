@@ -4,7 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
+	"time"
 )
 
 // socketConn is the client's socket as a net.Conn: a descriptor of its
@@ -14,7 +16,16 @@ import (
 // every session for what tcpserver has already put in the environment,
 // and for keepalives that qmail never sets. Here the addresses are asked
 // only when wanted (inetd sets no TCP variables).
-type socketConn struct{ *os.File }
+type socketConn struct {
+	f *os.File // never f.Fd(), which would make the socket blocking
+}
+
+func (c socketConn) Read(p []byte) (int, error)         { return c.f.Read(p) }
+func (c socketConn) Write(p []byte) (int, error)        { return c.f.Write(p) }
+func (c socketConn) Close() error                       { return c.f.Close() }
+func (c socketConn) SetDeadline(t time.Time) error      { return c.f.SetDeadline(t) }
+func (c socketConn) SetReadDeadline(t time.Time) error  { return c.f.SetReadDeadline(t) }
+func (c socketConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDeadline(t) }
 
 // newSocketConn takes a copy of the socket fd. TCP_NODELAY is set as
 // net.FileConn sets it: replies are written whole, and Nagle's algorithm
@@ -51,7 +62,7 @@ func (c socketConn) RemoteAddr() net.Addr { return c.addr(syscall.Getpeername) }
 // addr asks the socket for one of its addresses; nil when it has none
 // that is an IP address.
 func (c socketConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
-	raw, err := c.SyscallConn() // not Fd, which would make it blocking
+	raw, err := c.f.SyscallConn()
 	if err != nil {
 		return nil
 	}
@@ -64,7 +75,14 @@ func (c socketConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
 	case *syscall.SockaddrInet4:
 		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)))
 	case *syscall.SockaddrInet6:
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)))
+		a := &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			a.Zone = strconv.FormatUint(uint64(sa.ZoneId), 10)
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				a.Zone = ifi.Name
+			}
+		}
+		return a
 	}
 	return nil
 }

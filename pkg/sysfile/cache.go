@@ -25,8 +25,22 @@ import (
 //
 // The caller gets its own copy of the contents. Paths are kept for the
 // life of the process: use it only for a bounded set of files, such as
-// control files and per-domain files, never for queue files.
+// control files and per-domain files, never for queue files. On NFS a
+// stat may answer from the client's attribute cache (up to actimeo),
+// where an open would have revalidated: keep control/ on a local
+// filesystem, as qmail's own programs would want anyway.
 func ReadFileCached(path string) ([]byte, error) {
+	data, err := ReadFileShared(path)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), data...), nil
+}
+
+// ReadFileShared is ReadFileCached without the copy, for a caller that
+// only reads the contents (a large /etc/passwd, parsed for one entry on
+// every delivery). It must not modify them.
+func ReadFileShared(path string) ([]byte, error) {
 	cache.Lock()
 	f, ok := cache.files[path]
 	cache.Unlock()
@@ -36,9 +50,12 @@ func ReadFileCached(path string) ([]byte, error) {
 			cache.Lock()
 			cache.hits++
 			cache.Unlock()
-			return append([]byte(nil), f.data...), nil
+			return f.data, nil
 		}
 	}
+	// The time is taken before the read: a file whose change time is
+	// settle older than that was not being written while we read it.
+	now := time.Now()
 	data, st, err := readFile(path)
 	cache.Lock()
 	defer cache.Unlock()
@@ -46,11 +63,11 @@ func ReadFileCached(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if settled(&st, time.Now()) {
+	if settled(&st, now) {
 		if cache.files == nil {
 			cache.files = map[string]cachedFile{}
 		}
-		cache.files[path] = cachedFile{id: identity(&st), data: append([]byte(nil), data...)}
+		cache.files[path] = cachedFile{id: identity(&st), data: data}
 	}
 	return data, nil
 }

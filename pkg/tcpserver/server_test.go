@@ -481,3 +481,50 @@ func TestErrText(t *testing.T) {
 		t.Errorf("EADDRINUSE: %q", got)
 	}
 }
+
+// TestAcceptClosed: closing the listener ends a waiting accept with
+// os.ErrClosed, which Serve takes as the end.
+func TestAcceptClosed(t *testing.T) {
+	ln, err := listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{o: Defaults(), ln: ln}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.accept()
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	ln.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("accept on a closed listener: %v, want os.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("accept still waits after the listener was closed")
+	}
+}
+
+func TestSockaddrPort(t *testing.T) {
+	lo, err := net.InterfaceByIndex(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ll := [16]byte{0: 0xfe, 1: 0x80, 15: 1}
+	mapped := [16]byte{10: 0xff, 11: 0xff, 12: 192, 13: 0, 14: 2, 15: 7}
+	for _, tc := range []struct {
+		sa   unix.Sockaddr
+		want string
+	}{
+		{&unix.SockaddrInet4{Port: 25, Addr: [4]byte{192, 0, 2, 7}}, "192.0.2.7:25"},
+		{&unix.SockaddrInet6{Port: 25, Addr: mapped}, "192.0.2.7:25"},
+		{&unix.SockaddrInet6{Port: 25, Addr: ll, ZoneId: 1}, "[fe80::1%" + lo.Name + "]:25"},
+		{&unix.SockaddrUnix{Name: "/x"}, "invalid AddrPort"},
+	} {
+		if got := sockaddrPort(tc.sa).String(); got != tc.want {
+			t.Errorf("sockaddrPort(%+v) = %s, want %s", tc.sa, got, tc.want)
+		}
+	}
+}

@@ -180,11 +180,21 @@ func (s *Server) accept() (conn, error) {
 	var sa unix.Sockaddr
 	var aerr error
 	err = raw.Read(func(fd uintptr) bool {
-		c.fd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
-		return aerr != unix.EAGAIN
+		for {
+			c.fd, sa, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
+			switch aerr {
+			case unix.EINTR, unix.ECONNABORTED:
+				continue // nothing to wait for: try again, as Go's Accept does
+			case unix.EAGAIN:
+				return false // wait for the next connection
+			}
+			return true
+		}
 	})
 	if err != nil {
-		return conn{}, err
+		// With no deadline set, waiting fails only once the listener
+		// is closed (and says so in the poller's words, not os's).
+		return conn{}, os.ErrClosed
 	}
 	if aerr != nil {
 		return conn{}, os.NewSyscallError("accept4", aerr)
@@ -201,7 +211,17 @@ func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
 	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		a := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.ZoneId != 0 && a.Is6() {
+			// A link-local peer: its zone is the interface, by name
+			// as net.TCPAddr gives it.
+			zone := strconv.FormatUint(uint64(sa.ZoneId), 10)
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				zone = ifi.Name
+			}
+			a = a.WithZone(zone)
+		}
+		return netip.AddrPortFrom(a, uint16(sa.Port))
 	}
 	return netip.AddrPort{}
 }

@@ -193,39 +193,42 @@ var passwdFile = "/etc/passwd"
 
 // Lookup implements Passwd.
 func (System) Lookup(name string) (Entry, bool, error) {
-	data, err := sysfile.ReadFileCached(passwdFile)
+	data, err := sysfile.ReadFileShared(passwdFile)
 	if err != nil {
 		return Entry{}, false, err
 	}
-	return lookupPasswd(data, name)
+	e, ok := lookupPasswd(data, name)
+	return e, ok, nil
 }
 
-// lookupPasswd finds name in the contents of a passwd(5) file, as
-// getpwnam does: the first entry of that name. Comments, lines with too
-// few fields and NIS entries ("+" and "-") are skipped, as os/user skips
-// them.
-func lookupPasswd(data []byte, name string) (Entry, bool, error) {
+// lookupPasswd finds name in the contents of a passwd(5) file by the
+// rules of Go's os/user (which follow glibc's): lines trimmed of
+// surrounding space; blank lines, comments, NIS entries ("+" and "-"),
+// lines with fewer than seven fields and lines whose ids are not numbers
+// skipped; the first entry of that name wins.
+func lookupPasswd(data []byte, name string) (Entry, bool) {
 	if name == "" {
-		return Entry{}, false, nil
+		return Entry{}, false
 	}
 	for len(data) > 0 {
 		var line []byte
 		line, data, _ = bytes.Cut(data, []byte{'\n'})
-		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' || bytes.Count(line, []byte{':'}) < 6 {
 			continue
 		}
 		f := strings.SplitN(string(line), ":", 7)
-		if len(f) < 6 || f[0] != name {
+		if f[0] != name {
 			continue
 		}
 		uid, err1 := strconv.Atoi(f[2])
 		gid, err2 := strconv.Atoi(f[3])
 		if err1 != nil || err2 != nil {
-			return Entry{}, false, fmt.Errorf("account %s has non-numeric ids", name)
+			continue
 		}
-		return Entry{User: f[0], UID: uid, GID: gid, Home: f[5]}, true, nil
+		return Entry{User: f[0], UID: uid, GID: gid, Home: f[5]}, true
 	}
-	return Entry{}, false, nil
+	return Entry{}, false
 }
 
 // maxUserLen is qmail-getpw's limit: longer prefixes are never names.

@@ -290,7 +290,10 @@ func TestSystemLookup(t *testing.T) {
 		"alias:x:7791:2108:qmail alias:/var/qmail/alias:/bin/true\n"+
 		"joe:x:1001:1001:Joe,,,:/home/joe:/bin/bash\n"+
 		"joe:x:1002:1002::/home/joe2:/bin/sh\n"+
-		"odd:x:1x:1::/home/odd:/bin/sh\n"), 0o644)
+		"odd:x:1x:1::/home/odd:/bin/sh\n"+
+		"odd:x:1003:1003::/home/odd:/bin/sh\n"+
+		"  spaced:x:1004:1004::/home/spaced:/bin/sh  \n"+
+		"six:x:1005:1005::/home/six\n"), 0o644)
 	old := passwdFile
 	passwdFile = p
 	defer func() { passwdFile = old }()
@@ -307,7 +310,9 @@ func TestSystemLookup(t *testing.T) {
 		{"short", Entry{}, false, false},
 		{"nobody-here", Entry{}, false, false},
 		{"", Entry{}, false, false},
-		{"odd", Entry{}, false, true},
+		{"odd", Entry{User: "odd", UID: 1003, GID: 1003, Home: "/home/odd"}, true, false},
+		{"spaced", Entry{User: "spaced", UID: 1004, GID: 1004, Home: "/home/spaced"}, true, false},
+		{"six", Entry{}, false, false},
 	} {
 		e, ok, err := System{}.Lookup(tc.name)
 		if e != tc.want || ok != tc.ok || (err != nil) != tc.err {
