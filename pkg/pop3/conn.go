@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/sockaddr"
 )
 
 // FileConn is the client connection as tcpserver and inetd hand it to a
@@ -104,15 +106,8 @@ func NoDelay(fd int) {
 // PeerIP is the address of the peer of the socket on fd, for when
 // TCPREMOTEIP is not set (inetd); "" when fd is not an IP socket.
 func PeerIP(fd int) string {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
-		return ""
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return net.IP(a.Addr[:]).String()
-	case *unix.SockaddrInet6:
-		return net.IP(a.Addr[:]).String()
+	if ap := sockaddr.Peer(fd); ap.IsValid() {
+		return ap.Addr().String()
 	}
 	return ""
 }

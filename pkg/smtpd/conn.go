@@ -4,9 +4,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/sockaddr"
 )
 
 // socketConn is the client's socket as a net.Conn: a descriptor of its
@@ -31,58 +33,32 @@ func (c socketConn) SetWriteDeadline(t time.Time) error { return c.f.SetWriteDea
 // net.FileConn sets it: replies are written whole, and Nagle's algorithm
 // would only hold back the last of a pipelined batch.
 func newSocketConn(fd int) (socketConn, error) {
-	nfd, err := dupCloexec(fd)
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return socketConn{}, os.NewSyscallError("fcntl", err)
 	}
-	if err := syscall.SetNonblock(nfd, true); err != nil {
-		syscall.Close(nfd)
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
 		return socketConn{}, os.NewSyscallError("setnonblock", err)
 	}
-	syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1) // not TCP: nothing to set
+	unix.SetsockoptInt(nfd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // not TCP: nothing to set
 	return socketConn{os.NewFile(uintptr(nfd), "socket")}, nil
 }
 
-func dupCloexec(fd int) (int, error) {
-	for {
-		nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-		if errno == syscall.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return -1, errno
-		}
-		return int(nfd), nil
-	}
-}
-
-func (c socketConn) LocalAddr() net.Addr  { return c.addr(syscall.Getsockname) }
-func (c socketConn) RemoteAddr() net.Addr { return c.addr(syscall.Getpeername) }
+func (c socketConn) LocalAddr() net.Addr  { return c.addr(sockaddr.Local) }
+func (c socketConn) RemoteAddr() net.Addr { return c.addr(sockaddr.Peer) }
 
 // addr asks the socket for one of its addresses; nil when it has none
 // that is an IP address.
-func (c socketConn) addr(get func(int) (syscall.Sockaddr, error)) net.Addr {
+func (c socketConn) addr(get func(int) netip.AddrPort) net.Addr {
 	raw, err := c.f.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	var sa syscall.Sockaddr
-	raw.Control(func(fd uintptr) { sa, err = get(int(fd)) })
-	if err != nil {
+	var ap netip.AddrPort
+	raw.Control(func(fd uintptr) { ap = get(int(fd)) })
+	if !ap.IsValid() {
 		return nil
 	}
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)))
-	case *syscall.SockaddrInet6:
-		a := &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
-		if sa.ZoneId != 0 {
-			a.Zone = strconv.FormatUint(uint64(sa.ZoneId), 10)
-			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
-				a.Zone = ifi.Name
-			}
-		}
-		return a
-	}
-	return nil
+	return net.TCPAddrFromAddrPort(ap)
 }

@@ -1,7 +1,6 @@
 package sysfile
 
 import (
-	"io/fs"
 	"sync"
 	"time"
 
@@ -109,39 +108,5 @@ func stat(path string, st *unix.Stat_t) error {
 		if err != unix.EINTR {
 			return err
 		}
-	}
-}
-
-// readFile is ReadFile that also returns the file's fstat.
-func readFile(path string) ([]byte, unix.Stat_t, error) {
-	var st unix.Stat_t
-	fd, err := open(path)
-	if err != nil {
-		return nil, st, err
-	}
-	defer unix.Close(fd)
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, st, &fs.PathError{Op: "stat", Path: path, Err: err}
-	}
-	size := 512
-	if st.Size > 0 && st.Size < 1<<30 {
-		size = int(st.Size) + 1 // one more, to see the end in the same loop
-	}
-	data := make([]byte, 0, size)
-	for {
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-		n, err := unix.Read(fd, data[len(data):cap(data)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, st, &fs.PathError{Op: "read", Path: path, Err: err}
-		}
-		if n == 0 {
-			return data, st, nil
-		}
-		data = data[:len(data)+n]
 	}
 }

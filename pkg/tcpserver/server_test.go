@@ -506,25 +506,3 @@ func TestAcceptClosed(t *testing.T) {
 		t.Fatal("accept still waits after the listener was closed")
 	}
 }
-
-func TestSockaddrPort(t *testing.T) {
-	lo, err := net.InterfaceByIndex(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ll := [16]byte{0: 0xfe, 1: 0x80, 15: 1}
-	mapped := [16]byte{10: 0xff, 11: 0xff, 12: 192, 13: 0, 14: 2, 15: 7}
-	for _, tc := range []struct {
-		sa   unix.Sockaddr
-		want string
-	}{
-		{&unix.SockaddrInet4{Port: 25, Addr: [4]byte{192, 0, 2, 7}}, "192.0.2.7:25"},
-		{&unix.SockaddrInet6{Port: 25, Addr: mapped}, "192.0.2.7:25"},
-		{&unix.SockaddrInet6{Port: 25, Addr: ll, ZoneId: 1}, "[fe80::1%" + lo.Name + "]:25"},
-		{&unix.SockaddrUnix{Name: "/x"}, "invalid AddrPort"},
-	} {
-		if got := sockaddrPort(tc.sa).String(); got != tc.want {
-			t.Errorf("sockaddrPort(%+v) = %s, want %s", tc.sa, got, tc.want)
-		}
-	}
-}

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quail-mta/quail/pkg/reuse"
+	"github.com/quail-mta/quail/pkg/sockaddr"
 	"github.com/quail-mta/quail/pkg/timerslack"
 )
 
@@ -100,12 +101,9 @@ func boundPort(ln *os.File) int {
 	if err != nil {
 		return 0
 	}
-	var sa unix.Sockaddr
-	raw.Control(func(fd uintptr) { sa, err = unix.Getsockname(int(fd)) })
-	if err != nil {
-		return 0
-	}
-	return int(sockaddrPort(sa).Port())
+	var port uint16
+	raw.Control(func(fd uintptr) { port = sockaddr.Local(int(fd)).Port() })
+	return int(port)
 }
 
 // Port is the bound port, the one the kernel chose when PORT was 0.
@@ -199,31 +197,8 @@ func (s *Server) accept() (conn, error) {
 	if aerr != nil {
 		return conn{}, os.NewSyscallError("accept4", aerr)
 	}
-	c.remote = sockaddrPort(sa)
-	if local, err := unix.Getsockname(c.fd); err == nil {
-		c.local = sockaddrPort(local)
-	}
+	c.remote, c.local = sockaddr.AddrPort(sa), sockaddr.Local(c.fd)
 	return c, nil
-}
-
-func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		a := netip.AddrFrom16(sa.Addr).Unmap()
-		if sa.ZoneId != 0 && a.Is6() {
-			// A link-local peer: its zone is the interface, by name
-			// as net.TCPAddr gives it.
-			zone := strconv.FormatUint(uint64(sa.ZoneId), 10)
-			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
-				zone = ifi.Name
-			}
-			a = a.WithZone(zone)
-		}
-		return netip.AddrPortFrom(a, uint16(sa.Port))
-	}
-	return netip.AddrPort{}
 }
 
 func (s *Server) serveConn(ctx context.Context, c conn) {
