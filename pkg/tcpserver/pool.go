@@ -51,7 +51,7 @@ func (s *Server) startWorker(path string, conn *os.File, env []string) (*worker,
 	}
 	defer theirs.Close()
 	var p *os.Process
-	err = timerslack.Start(func() (err error) {
+	err = timerslack.StartSession(func() (err error) {
 		p, err = os.StartProcess(path, s.o.Program, &os.ProcAttr{
 			Env:   setEnv(setEnv(env, reuse.EnvFD, "3"), reuse.EnvProgram, path),
 			Files: []*os.File{conn, conn, s.stderr, theirs},

@@ -298,7 +298,7 @@ func (s *Server) launch(ctx context.Context, c conn) (*os.Process, string) {
 		return nil, ""
 	}
 	var p *os.Process
-	err = timerslack.Start(func() (err error) {
+	err = timerslack.StartSession(func() (err error) {
 		p, err = os.StartProcess(path, s.o.Program, &os.ProcAttr{
 			Env:   env,
 			Files: []*os.File{file, file, s.stderr},
