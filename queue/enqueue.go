@@ -22,7 +22,8 @@ type Writer struct {
 	id    uint64
 	mess  *os.File
 	buf   *bufio.Writer
-	intd  bool // intd/N was created
+	size  int64 // bytes written
+	intd  bool  // intd/N was created
 	done  bool
 	Birth time.Time
 }
@@ -83,6 +84,7 @@ func (w *Writer) ID() uint64 { return w.id }
 // Write appends message bytes. A failure carries exit status 53.
 func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.buf.Write(p)
+	w.size += int64(n)
 	if err != nil {
 		return n, qerr(exitcode.QQWrite, "write message", err)
 	}
@@ -113,6 +115,9 @@ func (w *Writer) commit(todo []byte) error {
 	if err := w.buf.Flush(); err != nil {
 		return qerr(exitcode.QQWrite, "write message", err)
 	}
+	if err := Fit(w.mess, w.size); err != nil {
+		return qerr(exitcode.QQWrite, "write message", err)
+	}
 	if err := w.mess.Sync(); err != nil {
 		return qerr(exitcode.QQWrite, "fsync message", err)
 	}
@@ -129,6 +134,9 @@ func (w *Writer) commit(todo []byte) error {
 	}
 	w.intd = true
 	_, werr := intd.Write(todo)
+	if werr == nil {
+		werr = Fit(intd, int64(len(todo)))
+	}
 	if werr == nil {
 		werr = intd.Sync()
 	}

@@ -25,30 +25,42 @@ import (
 // of its group freed in the last minute, or five if the inode table is
 // not yet written back (ialloc.c, recently_deleted), so at a few hundred
 // messages a second one creation costs up to a millisecond of CPU. Here a
-// finished file is emptied and kept instead, and a later file is made by
-// renaming it: no inode is allocated or freed.
+// finished file is kept instead, and a later file is made by renaming it:
+// no inode is allocated or freed.
 //
 // Two pools, one per owner: pid/ holds qmailq's files (given back by
 // qmail-clean, taken by qmail-queue), info/ holds qmails's (qmail-send
 // both gives and takes). qmail's programs never read files there: pid/
 // holds only temporary names, and qmail reads info/'s subdirectories.
 //
+// Blocks. A spare keeps its data blocks, up to KeepBytes, and the bytes
+// of its last file with them. Emptying a file frees its blocks, which on
+// a filesystem mounted with discard is a request the device must finish
+// before truncate returns, and the next file allocates them again: four
+// of the forty block requests per message in bench-smtp.sh. A taker writes over the old
+// bytes from the start and must cut the file to what it wrote (Fit)
+// before it syncs it, so nothing of an old file outlives it in a new one.
+// A spare that has kept old bytes for IdleAge is emptied.
+//
 // Safety. Retire renames a finished file into the pool as cool.N. Flush
-// fsyncs the directories of every name it had and only then empties it
-// and renames it spare.N, so no name a crash could bring back points at
-// an inode that now holds another message. Take renames a spare to its
-// new name and uses it only if that is its one name: after a crash fsck
-// counts every name of an inode, so a spare whose removal from the pool
-// never reached the disk while its new name did is left alone, not
-// emptied. (That needs the fsck a filesystem without a journal must have
-// after a crash anyway.)
+// fsyncs the directories of every name it had and only then renames it
+// spare.N, so no name a crash could bring back points at an inode that
+// now holds another message. Take renames a spare to its new name and
+// uses it only if that is its one name: after a crash fsck counts every
+// name of an inode, so a spare whose removal from the pool never reached
+// the disk while its new name did is left alone, not overwritten. (That
+// needs the fsck a filesystem without a journal must have after a crash
+// anyway.) A crash while a taken spare is written leaves a file that no
+// todo/ or info/ entry names yet, old bytes and new, which the sweeps for
+// files of crashed injections remove as they would a half-written one.
 //
 // Privacy. A message file is handed to .qmail programs as their standard
-// input, and one of them may keep it open after its delivery. Flush
-// empties a file only under a write lease, which the kernel grants only
-// when no other process has the file open or mapped; any other file is
-// removed as before, so no one ever reads the next message through an old
-// descriptor.
+// input, and one of them may keep it open after its delivery. Flush keeps
+// a file only under a write lease, which the kernel grants only when no
+// other process has the file open or mapped; any other file is removed as
+// before, so no one ever reads the next message through an old
+// descriptor. The old bytes a spare keeps are readable only by the
+// pool's owner, who could read the file when it was queued.
 type Spares struct {
 	dir  string
 	seq  atomic.Uint64
@@ -71,8 +83,18 @@ type Spares struct {
 
 // MaxSpares bounds a pool: past it a finished file is simply removed.
 // A pool that big carries a backlog of thousands of messages; each spare
-// is an empty inode.
+// is an inode with at most KeepBytes of data.
 const MaxSpares = 10000
+
+// KeepBytes bounds the data a spare keeps: a larger finished file is
+// emptied before it becomes a spare, so a burst of big messages leaves no
+// lasting claim on the disk. Most messages are smaller, and so are all
+// envelopes.
+const KeepBytes = 64 << 10
+
+// IdleAge is how long a spare keeps a finished file's bytes while no
+// message takes it: a pool's flusher empties it then.
+const IdleAge = 10 * time.Minute
 
 const (
 	coolPrefix  = "cool."
@@ -110,17 +132,26 @@ func NewSpares(dir string) *Spares {
 }
 
 // FlushAfter starts a goroutine that flushes the pool d after a Retire,
-// so finished files become spares without a Flush call per file. Flush's
-// errors go to report. Call it once, before any Retire.
+// so finished files become spares without a Flush call per file, and
+// that empties idle spares (EmptyIdle) every IdleAge/2. Their errors go
+// to report. Call it once, before any Retire.
 func (s *Spares) FlushAfter(d time.Duration, report func(error)) {
 	if s.kick != nil {
 		return
 	}
 	s.kick = make(chan struct{}, 1)
 	go func() {
-		for range s.kick {
-			time.Sleep(d)
-			if err := s.Flush(); err != nil {
+		idle := time.NewTicker(IdleAge / 2)
+		for {
+			var err error
+			select {
+			case <-s.kick:
+				time.Sleep(d)
+				err = s.Flush()
+			case now := <-idle.C:
+				err = s.EmptyIdle(now.Add(-IdleAge))
+			}
+			if err != nil {
 				report(err)
 			}
 		}
@@ -178,8 +209,8 @@ func (s *Spares) Retire(path string, others ...string) error {
 }
 
 // Flush turns the files cooling into spares: it makes the removal of
-// their old names durable, then empties them. A failure to sync removes
-// them instead; the error says why.
+// their old names durable, then keeps each, emptied if it is bigger than
+// KeepBytes. A failure to sync removes them instead; the error says why.
 func (s *Spares) Flush() error {
 	s.flushing.Lock()
 	defer s.flushing.Unlock()
@@ -201,7 +232,7 @@ func (s *Spares) Flush() error {
 	}
 	for _, name := range cooling {
 		p := filepath.Join(s.dir, name)
-		if err == nil && s.known < MaxSpares && empty(p) && s.promote(p) {
+		if err == nil && s.known < MaxSpares && reclaim(p, KeepBytes) && s.promote(p) {
 			s.known++
 			continue
 		}
@@ -210,9 +241,11 @@ func (s *Spares) Flush() error {
 	return err
 }
 
-// empty truncates a cooling file if it is a regular file with this one
-// name that no other process has open: the write lease proves the last.
-func empty(p string) bool {
+// reclaim readies a cooling file to become a spare: it must be a regular
+// file with this one name that no other process has open (the write
+// lease proves the last), and it is emptied if it holds more than keep
+// bytes.
+func reclaim(p string, keep int64) bool {
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
@@ -225,7 +258,7 @@ func empty(p string) bool {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
 		return false
 	}
-	ok := unix.Ftruncate(fd, 0) == nil
+	ok := st.Size <= keep || unix.Ftruncate(fd, 0) == nil
 	unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
 	return ok
 }
@@ -255,8 +288,10 @@ func (s *Spares) promote(p string) bool {
 }
 
 // Take renames a spare to target, which must not exist, and returns it
-// open for writing, empty, with its inode number. ok is false when there
-// is no spare to take: create the file as usual then.
+// open for writing at its start, with its inode number. It may still hold
+// an old file's bytes: write the new content, then Fit the file to it
+// before syncing it. ok is false when there is no spare to take: create
+// the file as usual then.
 func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 	for range maxTries {
 		name, more := s.next()
@@ -287,7 +322,8 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 
 // Create makes path, which must not exist, from a spare when there is
 // one, else as a new file with mode perm (less the umask). It returns
-// the file open for writing, empty, with its inode number. An existing
+// the file open for writing at its start, with its inode number; as
+// after Take, Fit it to what was written before syncing it. An existing
 // path gives an error that matches fs.ErrExist.
 func (s *Spares) Create(path string, perm uint32) (*os.File, uint64, error) {
 	if f, ino, ok := s.Take(path); ok {
@@ -354,9 +390,9 @@ func (s *Spares) next() (string, bool) {
 }
 
 // open opens a taken spare for writing if it is a regular file with no
-// other name, and empties it. Its access and modification times become
-// now: the sweeps for files of crashed injections go by them (LastUsed),
-// and must see a new file, not the old one the inode was.
+// other name. Its access and modification times become now: the sweeps
+// for files of crashed injections go by them (LastUsed), and must see a
+// new file, not the old one the inode was.
 func open(path string) (*os.File, uint64, bool) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -365,11 +401,47 @@ func open(path string) (*os.File, uint64, bool) {
 	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 ||
-		unix.Ftruncate(fd, 0) != nil || unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		unix.UtimesNanoAt(unix.AT_FDCWD, path, now, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		unix.Close(fd)
 		return nil, 0, false
 	}
 	return os.NewFile(uintptr(fd), path), st.Ino, true
+}
+
+// Fit cuts a file made by Take or Create to the n bytes written into it,
+// dropping what an old file left past them. Call it before the file's
+// fsync.
+func Fit(f *os.File, n int64) error {
+	if err := unix.Ftruncate(int(f.Fd()), n); err != nil {
+		return &os.PathError{Op: "truncate", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
+// EmptyIdle empties the spares last used before then: it claims each by
+// renaming it out of the spares' names, so that no taker can get it
+// meanwhile, empties it and makes it a spare again.
+func (s *Spares) EmptyIdle(then time.Time) error {
+	var idle []string
+	_, err := s.scan(func(name string) {
+		if !strings.HasPrefix(name, sparePrefix) {
+			return
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(filepath.Join(s.dir, name), &st) == nil && st.Size > 0 && LastUsed(&st).Before(then) {
+			idle = append(idle, name)
+		}
+	})
+	for _, name := range idle {
+		claimed := filepath.Join(s.dir, coolPrefix+strconv.FormatUint(s.seq.Add(1), 10))
+		if unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.dir, name), unix.AT_FDCWD, claimed, unix.RENAME_NOREPLACE) != nil {
+			continue // taken meanwhile
+		}
+		if !reclaim(claimed, 0) || !s.promote(claimed) {
+			unix.Unlink(claimed)
+		}
+	}
+	return err
 }
 
 // LastUsed is when a queue file was last read or written, by which the

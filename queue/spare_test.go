@@ -74,7 +74,15 @@ func TestSparesReuseInode(t *testing.T) {
 	if got != ino || inode(t, target) != ino {
 		t.Errorf("took inode %d (at target %d), want the retired %d", got, inode(t, target), ino)
 	}
+	// The spare kept its blocks and the old bytes in them; Fit cuts
+	// what the new content does not cover.
 	if _, err := f.WriteString("next"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "nextnished message" {
+		t.Errorf("taken file holds %q before Fit, want the new bytes over the old", b)
+	}
+	if err := Fit(f, 4); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "next" {
@@ -177,18 +185,19 @@ func TestWriterTakesSpares(t *testing.T) {
 	if err := q.MakeLayout(nil); err != nil {
 		t.Fatal(err)
 	}
-	enqueue := func() uint64 {
+	enqueue := func(message string, env Envelope) uint64 {
 		w, err := q.Create()
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Write([]byte("Subject: x\n\nbody\n"))
-		if err := w.Commit(Todo(1, 2, Envelope{Sender: "a@b", Recipients: []string{"c@d"}})); err != nil {
+		w.Write([]byte(message))
+		if err := w.Commit(Todo(1, 2, env)); err != nil {
 			t.Fatal(err)
 		}
 		return w.ID()
 	}
-	first := enqueue()
+	long := Envelope{Sender: "a-long-sender@example.org", Recipients: []string{"c@d", "e@f"}}
+	first := enqueue("Subject: the first\n\na longer body\n", long)
 	intdIno := inode(t, q.Intd(first))
 	s := q.QueueSpares()
 	if err := s.Retire(q.Intd(first), q.Todo(first)); err != nil {
@@ -198,13 +207,19 @@ func TestWriterTakesSpares(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Flush()
-	second := enqueue()
+	// The second message and envelope are shorter: nothing of the
+	// first's may show past them.
+	short := Envelope{Sender: "a@b", Recipients: []string{"c@d"}}
+	second := enqueue("Subject: x\n\nbody\n", short)
 	reused := map[uint64]bool{first: true, intdIno: true}
 	if !reused[second] || !reused[inode(t, q.Intd(second))] || second == inode(t, q.Intd(second)) {
 		t.Errorf("second message: id %d, intd inode %d; want the first's inodes %d and %d", second, inode(t, q.Intd(second)), first, intdIno)
 	}
-	if b, _ := os.ReadFile(q.Mess(second)); !strings.Contains(string(b), "body") {
+	if b, _ := os.ReadFile(q.Mess(second)); string(b) != "Subject: x\n\nbody\n" {
 		t.Errorf("mess/ of the second message holds %q", b)
+	}
+	if b, _ := os.ReadFile(q.Todo(second)); string(b) != string(Todo(1, 2, short)) {
+		t.Errorf("todo/ of the second message holds %q, want %q", b, Todo(1, 2, short))
 	}
 }
 
@@ -344,5 +359,104 @@ func TestLastUsed(t *testing.T) {
 		if got := LastUsed(&st); !got.Equal(late) {
 			t.Errorf("atime %v, mtime %v: LastUsed %v, want %v", tc.atime, tc.mtime, got, late)
 		}
+	}
+}
+
+// A spare keeps the blocks of a small file and is emptied when the file
+// was bigger than KeepBytes.
+func TestSparesKeepSmallFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	small, big := filepath.Join(dir, "small"), filepath.Join(dir, "big")
+	os.WriteFile(small, []byte("a small message"), 0o644)
+	os.WriteFile(big, make([]byte, KeepBytes+1), 0o644)
+	smallIno, bigIno := inode(t, small), inode(t, big)
+	s.Retire(small)
+	s.Retire(big)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sizes := spareSizes(t, dir)
+	if len(sizes) != 2 || sizes[smallIno] != int64(len("a small message")) || sizes[bigIno] != 0 {
+		t.Errorf("spares' sizes by inode %v, want %d: 15 and %d: 0", sizes, smallIno, bigIno)
+	}
+}
+
+// spareSizes maps the inode of each spare in dir to its size.
+func spareSizes(t *testing.T, dir string) map[uint64]int64 {
+	t.Helper()
+	spares, _ := poolNames(t, dir)
+	sizes := map[uint64]int64{}
+	for _, name := range spares {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(dir, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		sizes[st.Ino] = st.Size
+	}
+	return sizes
+}
+
+// EmptyIdle empties the spares unused since a time, keeps them spares,
+// and leaves newer ones their bytes.
+func TestSparesEmptyIdle(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	old, recent := filepath.Join(dir, "old"), filepath.Join(dir, "recent")
+	os.WriteFile(old, []byte("an old message"), 0o644)
+	os.WriteFile(recent, []byte("a recent message"), 0o644)
+	long := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	oldIno, recentIno := inode(t, old), inode(t, recent)
+	s.Retire(old)
+	s.Retire(recent)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EmptyIdle(time.Now().Add(-IdleAge)); err != nil {
+		t.Fatal(err)
+	}
+	sizes := spareSizes(t, dir)
+	if len(sizes) != 2 || sizes[oldIno] != 0 || sizes[recentIno] != int64(len("a recent message")) {
+		t.Errorf("spares' sizes by inode %v, want %d: 0 and %d: 16", sizes, oldIno, recentIno)
+	}
+	if _, cooling := poolNames(t, dir); len(cooling) != 0 {
+		t.Errorf("files left cooling: %v", cooling)
+	}
+}
+
+// An idle spare that is open elsewhere is removed, not emptied under its
+// reader.
+func TestSparesEmptyIdleLeavesOpenFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("user A's message"), 0o644)
+	long := time.Now().Add(-time.Hour)
+	os.Chtimes(done, long, long)
+	s.Retire(done)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	spares, _ := poolNames(t, dir)
+	if len(spares) != 1 {
+		t.Fatalf("spares %v", spares)
+	}
+	held, err := os.Open(filepath.Join(dir, spares[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := s.EmptyIdle(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if spares, cooling := poolNames(t, dir); len(spares) != 0 || len(cooling) != 0 {
+		t.Errorf("a file open elsewhere was kept: spares %v, cooling %v", spares, cooling)
+	}
+	b := make([]byte, 64)
+	if n, _ := held.ReadAt(b, 0); string(b[:n]) != "user A's message" {
+		t.Errorf("the open file now reads %q", b[:n])
 	}
 }

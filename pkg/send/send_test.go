@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -701,5 +702,59 @@ func TestFinishedCleanedInOneBatch(t *testing.T) {
 		if !gone(h.q.Mess(id)) || !gone(h.q.Info(id)) {
 			t.Errorf("message %d not removed", id)
 		}
+	}
+}
+
+// A message whose info/ and local/ files are spares that held a longer
+// message's goes to its own sender and recipients only: nothing of the
+// old envelope shows past the new one.
+func TestSparesCutToNewEnvelope(t *testing.T) {
+	h := newHarness(t, nil)
+	var mu sync.Mutex
+	inodes := map[string][]uint64{} // first recipient → inodes of its message's info/ and local/ files
+	h.gate = func(b spawn.Batch) {
+		id, _ := strconv.ParseUint(b.Mess[strings.IndexByte(b.Mess, '/')+1:], 10, 64)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range []string{h.q.Info(id), h.q.Local(id)} {
+			var st syscall.Stat_t
+			if syscall.Stat(p, &st) == nil {
+				inodes[b.Recipients[0]] = append(inodes[b.Recipients[0]], st.Ino)
+			}
+		}
+	}
+	h.start()
+	first := h.inject("a-rather-long-sender@example.org", "joe@mx.example.com", "ann@mx.example.com", "bob@mx.example.com")
+	delivered := func(n int) func() bool {
+		return func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return len(h.seen) >= n
+		}
+	}
+	h.waitFor("the first message's deliveries", delivered(3))
+	h.waitFor("the first message finished", func() bool { return gone(h.q.Info(first)) && gone(h.q.Local(first)) })
+	if err := h.q.SendSpares().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	second := h.inject("s@x.org", "al@mx.example.com")
+	h.waitFor("the second message's delivery", delivered(4))
+	h.waitFor("the second message finished", func() bool { return gone(h.q.Info(second)) && gone(h.q.Local(second)) })
+	h.stop()
+	h.mu.Lock()
+	seen := strings.Join(slices.Sorted(slices.Values(h.seen)), "\n")
+	h.mu.Unlock()
+	want := "a-rather-long-sender@example.org ann@mx.example.com\n" +
+		"a-rather-long-sender@example.org bob@mx.example.com\n" +
+		"a-rather-long-sender@example.org joe@mx.example.com\n" +
+		"s@x.org al@mx.example.com"
+	if seen != want {
+		t.Errorf("deliveries:\n%s\nwant:\n%s", seen, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	firsts, seconds := inodes["joe@mx.example.com"], inodes["al@mx.example.com"]
+	if len(firsts) != 2 || len(seconds) != 2 || !slices.Contains(firsts, seconds[0]) || !slices.Contains(firsts, seconds[1]) {
+		t.Errorf("info/ and local/ inodes: first message %v, second %v; want the second in the first's spares", firsts, seconds)
 	}
 }

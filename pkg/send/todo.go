@@ -291,13 +291,18 @@ func (s *Sender) commit(p *prepared) {
 const spareDelay = 500 * time.Millisecond
 
 // create makes path, which must not exist, with content, and returns it
-// open for the fsync. The file is a spare from info/ when there is one.
+// open for the fsync. The file is a spare from info/ when there is one,
+// cut to content from whatever it held.
 func (s *Sender) create(path string, content []byte) (*os.File, error) {
 	f, _, err := s.q.SendSpares().Create(path, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := queue.Fit(f, int64(len(content))); err != nil {
 		f.Close()
 		return nil, err
 	}
