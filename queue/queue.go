@@ -8,7 +8,7 @@
 // message N lives in subdirectory N % 23):
 //
 //	pid/          temporary names pid/PID.TIME.SEQ, where ids are born;
-//	              spare.X and cool.X: qmailq's pool of emptied files
+//	              spare.X and cool.X: qmailq's pool of finished files
 //	info/spare.X  qmails's pool (info/cool.X while cooling)
 //	mess/S/N      the message, with qmail-queue's Received line on top
 //	intd/N        the envelope while it is written

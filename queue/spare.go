@@ -55,12 +55,18 @@ import (
 // files of crashed injections remove as they would a half-written one.
 //
 // Privacy. A message file is handed to .qmail programs as their standard
-// input, and one of them may keep it open after its delivery. Flush keeps
-// a file only under a write lease, which the kernel grants only when no
-// other process has the file open or mapped; any other file is removed as
-// before, so no one ever reads the next message through an old
-// descriptor. The old bytes a spare keeps are readable only by the
-// pool's owner, who could read the file when it was queued.
+// input, and one of them may keep it after its delivery, open or as an
+// O_PATH descriptor that /proc/self/fd opens again at will. Flush first
+// takes every permission from others and gives the file the pool's
+// group, so such a reopening fails once the inode may hold another
+// message; then it keeps the file only under a write lease, which the
+// kernel grants only when no other process has the file open or mapped.
+// Any other file is removed as before. So no one ever reads the next
+// message through an old descriptor. The old bytes a spare keeps are
+// readable by the queue's owner and group (qmailq, qmails, qmailr), who
+// could read the queued messages and their todo/ envelopes anyway: the
+// message file a taken spare becomes shows them until its Fit, or, if
+// qmail-queue dies first, until the sweep of mess/ removes it.
 type Spares struct {
 	dir  string
 	seq  atomic.Uint64
@@ -75,6 +81,7 @@ type Spares struct {
 	dirty   map[string]bool
 	off     bool     // the filesystem refused RENAME_NOREPLACE
 	dirfd   int      // dir, open for Take's reading; -1 until needed
+	gid     int      // dir's group, which spares get; -1 until needed
 	buf     []byte   // Take's getdents buffer
 	batch   []string // spares read and not yet tried
 
@@ -95,6 +102,10 @@ const KeepBytes = 64 << 10
 // IdleAge is how long a spare keeps a finished file's bytes while no
 // message takes it: a pool's flusher empties it then.
 const IdleAge = 10 * time.Minute
+
+// emptyEvery and emptyAge are FlushAfter's period and age for
+// EmptyIdle; tests shorten them.
+var emptyEvery, emptyAge = IdleAge / 2, IdleAge
 
 const (
 	coolPrefix  = "cool."
@@ -126,7 +137,7 @@ func (q Queue) SendSpares() *Spares { return pool(filepath.Join(q.Dir, "info")) 
 // NewSpares returns the pool in dir. Most callers want the process's
 // own, Queue.QueueSpares or Queue.SendSpares.
 func NewSpares(dir string) *Spares {
-	s := &Spares{dir: dir, dirty: map[string]bool{}, dirfd: -1, known: MaxSpares} // unknown: count first
+	s := &Spares{dir: dir, dirty: map[string]bool{}, dirfd: -1, gid: -1, known: MaxSpares} // unknown: count first
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	return s
 }
@@ -140,8 +151,9 @@ func (s *Spares) FlushAfter(d time.Duration, report func(error)) {
 		return
 	}
 	s.kick = make(chan struct{}, 1)
+	every, age := emptyEvery, emptyAge
 	go func() {
-		idle := time.NewTicker(IdleAge / 2)
+		idle := time.NewTicker(every)
 		for {
 			var err error
 			select {
@@ -149,7 +161,7 @@ func (s *Spares) FlushAfter(d time.Duration, report func(error)) {
 				time.Sleep(d)
 				err = s.Flush()
 			case now := <-idle.C:
-				err = s.EmptyIdle(now.Add(-IdleAge))
+				err = s.EmptyIdle(now.Add(-age))
 			}
 			if err != nil {
 				report(err)
@@ -232,7 +244,7 @@ func (s *Spares) Flush() error {
 	}
 	for _, name := range cooling {
 		p := filepath.Join(s.dir, name)
-		if err == nil && s.known < MaxSpares && reclaim(p, KeepBytes) && s.promote(p) {
+		if err == nil && s.known < MaxSpares && s.reclaim(p, KeepBytes) && s.promote(p) {
 			s.known++
 			continue
 		}
@@ -241,11 +253,22 @@ func (s *Spares) Flush() error {
 	return err
 }
 
-// reclaim readies a cooling file to become a spare: it must be a regular
-// file with this one name that no other process has open (the write
-// lease proves the last), and it is emptied if it holds more than keep
-// bytes.
-func reclaim(p string, keep int64) bool {
+// reclaim readies a cooling file to become a spare. It must be a regular
+// file with this one name. First it is closed to everyone outside the
+// queue's accounts: no permission for others, and the pool directory's
+// group (qmail, which qmail-send and qmail-rspawn need to read messages).
+// A descriptor opened with O_PATH, which a .qmail program can make of its
+// standard input, holds the inode without counting for the lease, and
+// /proc/self/fd would open it again later, when it holds another
+// message; the permission check of that open now fails. Then no other
+// process may have it open (the write lease proves it): one that opened
+// it before the change of mode would read the next message. Last, it is
+// emptied if it holds more than keep bytes.
+func (s *Spares) reclaim(p string, keep int64) bool {
+	gid, ok := s.group()
+	if !ok {
+		return false
+	}
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false
@@ -255,12 +278,18 @@ func reclaim(p string, keep int64) bool {
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
 		return false
 	}
+	if int(st.Gid) != gid && unix.Fchown(fd, -1, gid) != nil {
+		return false
+	}
+	if st.Mode&0o7007 != 0 && unix.Fchmod(fd, st.Mode&0o770) != nil {
+		return false
+	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
 		return false
 	}
-	ok := st.Size <= keep || unix.Ftruncate(fd, 0) == nil
+	kept := st.Size <= keep || unix.Ftruncate(fd, 0) == nil
 	unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
-	return ok
+	return kept
 }
 
 // refuses reports whether err says the filesystem has no
@@ -275,7 +304,21 @@ func (s *Spares) refuses(err error) bool {
 	return true
 }
 
-// promote renames an emptied cooling file to a spare name.
+// group returns the group of the pool's directory, which its spares get.
+func (s *Spares) group() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gid < 0 {
+		var st unix.Stat_t
+		if unix.Stat(s.dir, &st) != nil {
+			return 0, false
+		}
+		s.gid = int(st.Gid)
+	}
+	return s.gid, true
+}
+
+// promote renames a reclaimed cooling file to a spare name.
 func (s *Spares) promote(p string) bool {
 	for range 3 {
 		name := sparePrefix + strconv.FormatUint(s.seq.Add(1), 10)
@@ -418,9 +461,12 @@ func Fit(f *os.File, n int64) error {
 	return nil
 }
 
-// EmptyIdle empties the spares last used before then: it claims each by
-// renaming it out of the spares' names, so that no taker can get it
-// meanwhile, empties it and makes it a spare again.
+// EmptyIdle empties the spares that have been spares since before then,
+// as their change time says (the rename that made each a spare set it;
+// the access and modification times are the old file's, which
+// qmail-send sets in the future for a delivery's next try). It claims
+// each by renaming it out of the spares' names, so that no taker can get
+// it meanwhile, empties it and makes it a spare again.
 func (s *Spares) EmptyIdle(then time.Time) error {
 	var idle []string
 	_, err := s.scan(func(name string) {
@@ -428,7 +474,8 @@ func (s *Spares) EmptyIdle(then time.Time) error {
 			return
 		}
 		var st syscall.Stat_t
-		if syscall.Lstat(filepath.Join(s.dir, name), &st) == nil && st.Size > 0 && LastUsed(&st).Before(then) {
+		if syscall.Lstat(filepath.Join(s.dir, name), &st) == nil && st.Size > 0 &&
+			time.Unix(st.Ctim.Sec, st.Ctim.Nsec).Before(then) {
 			idle = append(idle, name)
 		}
 	})
@@ -437,7 +484,7 @@ func (s *Spares) EmptyIdle(then time.Time) error {
 		if unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.dir, name), unix.AT_FDCWD, claimed, unix.RENAME_NOREPLACE) != nil {
 			continue // taken meanwhile
 		}
-		if !reclaim(claimed, 0) || !s.promote(claimed) {
+		if !s.reclaim(claimed, 0) || !s.promote(claimed) {
 			unix.Unlink(claimed)
 		}
 	}

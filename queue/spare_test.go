@@ -2,13 +2,19 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 func inode(t *testing.T, path string) uint64 {
@@ -390,6 +396,9 @@ func spareSizes(t *testing.T, dir string) map[uint64]int64 {
 	for _, name := range spares {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(filepath.Join(dir, name), &st); err != nil {
+			if err == syscall.ENOENT {
+				continue // renamed meanwhile by a running flusher
+			}
 			t.Fatal(err)
 		}
 		sizes[st.Ino] = st.Size
@@ -397,25 +406,33 @@ func spareSizes(t *testing.T, dir string) map[uint64]int64 {
 	return sizes
 }
 
-// EmptyIdle empties the spares unused since a time, keeps them spares,
-// and leaves newer ones their bytes.
+// EmptyIdle empties the spares that have been spares since before a
+// time, keeps them spares, and leaves newer ones their bytes. Idleness
+// goes by the change time: the old file's modification time, here an
+// hour ahead as qmail-send sets a job file's, does not count.
 func TestSparesEmptyIdle(t *testing.T) {
 	dir := t.TempDir()
 	s := NewSpares(dir)
-	old, recent := filepath.Join(dir, "old"), filepath.Join(dir, "recent")
-	os.WriteFile(old, []byte("an old message"), 0o644)
-	os.WriteFile(recent, []byte("a recent message"), 0o644)
-	long := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(old, long, long); err != nil {
-		t.Fatal(err)
+	spare := func(name, content string) uint64 {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		later := time.Now().Add(time.Hour)
+		if err := os.Chtimes(p, later, later); err != nil {
+			t.Fatal(err)
+		}
+		ino := inode(t, p)
+		s.Retire(p)
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return ino
 	}
-	oldIno, recentIno := inode(t, old), inode(t, recent)
-	s.Retire(old)
-	s.Retire(recent)
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.EmptyIdle(time.Now().Add(-IdleAge)); err != nil {
+	oldIno := spare("old", "an old message")
+	time.Sleep(50 * time.Millisecond) // past the kernel's coarse clock
+	then := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	recentIno := spare("recent", "a recent message")
+	if err := s.EmptyIdle(then); err != nil {
 		t.Fatal(err)
 	}
 	sizes := spareSizes(t, dir)
@@ -434,8 +451,6 @@ func TestSparesEmptyIdleLeavesOpenFiles(t *testing.T) {
 	s := NewSpares(dir)
 	done := filepath.Join(dir, "done")
 	os.WriteFile(done, []byte("user A's message"), 0o644)
-	long := time.Now().Add(-time.Hour)
-	os.Chtimes(done, long, long)
 	s.Retire(done)
 	if err := s.Flush(); err != nil {
 		t.Fatal(err)
@@ -458,5 +473,116 @@ func TestSparesEmptyIdleLeavesOpenFiles(t *testing.T) {
 	b := make([]byte, 64)
 	if n, _ := held.ReadAt(b, 0); string(b[:n]) != "user A's message" {
 		t.Errorf("the open file now reads %q", b[:n])
+	}
+}
+
+// A spare is closed to others and gets its pool's group, whatever mode
+// and group the finished file had.
+func TestSparesClosedToOthers(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("a message"), 0o644)
+	if err := os.Chmod(done, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	ino := inode(t, done)
+	s.Retire(done)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var pool syscall.Stat_t
+	if err := syscall.Stat(dir, &pool); err != nil {
+		t.Fatal(err)
+	}
+	spares, _ := poolNames(t, dir)
+	if len(spares) != 1 {
+		t.Fatalf("spares %v", spares)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(dir, spares[0]), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Ino != ino || st.Mode&0o7777 != 0o640 || st.Gid != pool.Gid {
+		t.Errorf("spare: inode %d mode %o group %d, want inode %d mode 640 group %d", st.Ino, st.Mode&0o7777, st.Gid, ino, pool.Gid)
+	}
+}
+
+// A .qmail program can keep its message through an O_PATH descriptor,
+// which no lease sees, and open it again through /proc/self/fd once the
+// inode holds another message. Once the file is a spare, that open must
+// fail for anyone outside the queue's accounts. As root: the program
+// runs as nobody.
+func TestSparesRefuseReopenThroughOPath(t *testing.T) {
+	testutil.NeedRoot(t)
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("user A's message"), 0o644)
+	os.Chmod(done, 0o644)
+	reopen := func(fd *os.File) error {
+		cmd := exec.Command("/bin/cat", "/proc/self/fd/3")
+		cmd.ExtraFiles = []*os.File{fd}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, NoSetGroups: true}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	opath, err := unix.Open(done, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := os.NewFile(uintptr(opath), done)
+	defer held.Close()
+	if err := reopen(held); err != nil {
+		t.Fatalf("nobody cannot open the message it was given: %v", err)
+	}
+	s.Retire(done)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if spares, _ := poolNames(t, dir); len(spares) != 1 {
+		t.Fatalf("the file did not become a spare: %v", spares)
+	}
+	if err := reopen(held); err == nil {
+		t.Error("nobody opened a spare again through its O_PATH descriptor")
+	}
+}
+
+// The flusher FlushAfter starts also empties idle spares, on its own.
+func TestFlushAfterEmptiesIdle(t *testing.T) {
+	emptyEvery, emptyAge = 10*time.Millisecond, 0
+	defer func() { emptyEvery, emptyAge = IdleAge/2, IdleAge }()
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	errs := make(chan error, 1)
+	s.FlushAfter(0, func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("a finished message"), 0o600)
+	ino := inode(t, done)
+	if err := s.Retire(done); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sizes := spareSizes(t, dir)
+		if size, ok := sizes[ino]; ok && size == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the retired file was not made an empty spare: spares by inode %v", sizes)
+		}
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

@@ -711,7 +711,8 @@ func TestFinishedCleanedInOneBatch(t *testing.T) {
 func TestSparesCutToNewEnvelope(t *testing.T) {
 	h := newHarness(t, nil)
 	var mu sync.Mutex
-	inodes := map[string][]uint64{} // first recipient → inodes of its message's info/ and local/ files
+	inodes := map[string][]uint64{}   // first recipient → inodes of its message's info/ and local/ files
+	contents := map[string][]string{} // first recipient → what those files hold when it is delivered
 	h.gate = func(b spawn.Batch) {
 		id, _ := strconv.ParseUint(b.Mess[strings.IndexByte(b.Mess, '/')+1:], 10, 64)
 		mu.Lock()
@@ -721,6 +722,8 @@ func TestSparesCutToNewEnvelope(t *testing.T) {
 			if syscall.Stat(p, &st) == nil {
 				inodes[b.Recipients[0]] = append(inodes[b.Recipients[0]], st.Ino)
 			}
+			content, _ := os.ReadFile(p)
+			contents[b.Recipients[0]] = append(contents[b.Recipients[0]], string(content))
 		}
 	}
 	h.start()
@@ -753,6 +756,9 @@ func TestSparesCutToNewEnvelope(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	if got, want := contents["al@mx.example.com"], []string{"Fs@x.org\x00", "Tal@mx.example.com\x00"}; !slices.Equal(got, want) {
+		t.Errorf("the second message's info/ and local/ files hold %q, want %q", got, want)
+	}
 	firsts, seconds := inodes["joe@mx.example.com"], inodes["al@mx.example.com"]
 	if len(firsts) != 2 || len(seconds) != 2 || !slices.Contains(firsts, seconds[0]) || !slices.Contains(firsts, seconds[1]) {
 		t.Errorf("info/ and local/ inodes: first message %v, second %v; want the second in the first's spares", firsts, seconds)

@@ -200,8 +200,11 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 		}
 	}
 	if err != nil {
+		// The next scan writes them again; meanwhile a spare's old bytes
+		// must not sit under this message's names.
 		for _, f := range p.files {
 			f.Close()
+			os.Remove(f.Name())
 		}
 		return nil, err
 	}
@@ -298,12 +301,13 @@ func (s *Sender) create(path string, content []byte) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(content); err != nil {
-		f.Close()
-		return nil, err
+	_, err = f.Write(content)
+	if err == nil {
+		err = queue.Fit(f, int64(len(content)))
 	}
-	if err := queue.Fit(f, int64(len(content))); err != nil {
+	if err != nil {
 		f.Close()
+		os.Remove(path)
 		return nil, err
 	}
 	return f, nil
