@@ -86,6 +86,9 @@ type Spares struct {
 	batch   []string // spares read and not yet tried
 
 	flushing sync.Mutex // one Flush at a time
+
+	// whileLeased, for tests, runs while reclaim holds its lease.
+	whileLeased func(path string)
 }
 
 // MaxSpares bounds a pool: past it a finished file is simply removed.
@@ -261,9 +264,10 @@ func (s *Spares) Flush() error {
 // standard input, holds the inode without counting for the lease, and
 // /proc/self/fd would open it again later, when it holds another
 // message; the permission check of that open now fails. Then no other
-// process may have it open (the write lease proves it): one that opened
-// it before the change of mode would read the next message. Last, it is
-// emptied if it holds more than keep bytes.
+// process may have it open (the write lease proves it) or be opening it
+// (an open that passed its permission check before the change of mode
+// waits for the lease and marks it broken): either would read the next
+// message. Last, it is emptied if it holds more than keep bytes.
 func (s *Spares) reclaim(p string, keep int64) bool {
 	gid, ok := s.group()
 	if !ok {
@@ -288,6 +292,15 @@ func (s *Spares) reclaim(p string, keep int64) bool {
 		return false
 	}
 	kept := st.Size <= keep || unix.Ftruncate(fd, 0) == nil
+	if s.whileLeased != nil {
+		s.whileLeased(p)
+	}
+	// An open that passed its permission check before the change of
+	// mode but reached the lease after it waits for the lease to go,
+	// and breaking it leaves its mark: such a file is not kept.
+	if l, err := unix.FcntlInt(uintptr(fd), unix.F_GETLEASE, 0); err != nil || l != unix.F_WRLCK {
+		kept = false
+	}
 	unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
 	return kept
 }

@@ -586,3 +586,31 @@ func TestFlushAfterEmptiesIdle(t *testing.T) {
 		}
 	}
 }
+
+// An open that comes while the file is being made a spare waits for the
+// lease and breaks it: the file must not become a spare, or the opener
+// would read the next message through it.
+func TestSparesOpenDuringReclaim(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSpares(dir)
+	done := filepath.Join(dir, "done")
+	os.WriteFile(done, []byte("user A's message"), 0o600)
+	opened := make(chan *os.File, 1)
+	s.whileLeased = func(p string) {
+		go func() {
+			f, _ := os.Open(p) // waits until the lease is gone
+			opened <- f
+		}()
+		time.Sleep(100 * time.Millisecond) // the open now waits on the lease
+	}
+	s.Retire(done)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if f := <-opened; f != nil {
+		f.Close()
+	}
+	if spares, cooling := poolNames(t, dir); len(spares) != 0 || len(cooling) != 0 {
+		t.Errorf("a file opened during its reclaim was kept: spares %v, cooling %v", spares, cooling)
+	}
+}
