@@ -37,10 +37,11 @@ import (
 // of its last file with them. Emptying a file frees its blocks, which on
 // a filesystem mounted with discard is a request the device must finish
 // before truncate returns, and the next file allocates them again: four
-// of the forty block requests per message in bench-smtp.sh. A taker writes over the old
-// bytes from the start and must cut the file to what it wrote (Fit)
-// before it syncs it, so nothing of an old file outlives it in a new one.
-// A spare that has kept old bytes for IdleAge is emptied.
+// of the forty block requests per message in bench-smtp.sh. A taker
+// writes over the old bytes from the start and must cut the file to what
+// it wrote (Fit) before it syncs it, so nothing of an old file outlives
+// it in a new one. A spare that has kept old bytes for IdleAge is
+// emptied.
 //
 // Safety. Retire renames a finished file into the pool as cool.N. Flush
 // fsyncs the directories of every name it had and only then renames it
@@ -467,12 +468,7 @@ func open(path string) (*os.File, uint64, bool) {
 // Fit cuts a file made by Take or Create to the n bytes written into it,
 // dropping what an old file left past them. Call it before the file's
 // fsync.
-func Fit(f *os.File, n int64) error {
-	if err := unix.Ftruncate(int(f.Fd()), n); err != nil {
-		return &os.PathError{Op: "truncate", Path: f.Name(), Err: err}
-	}
-	return nil
-}
+func Fit(f *os.File, n int64) error { return f.Truncate(n) }
 
 // EmptyIdle empties the spares that have been spares since before then,
 // as their change time says (the rename that made each a spare set it;
