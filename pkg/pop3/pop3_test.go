@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"testing/iotest"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -264,26 +265,7 @@ func FuzzReader(f *testing.F) {
 }
 
 func TestPeerIP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	f, err := s.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f, _ := testutil.TCPPair(t, "tcp4")
 	if ip := PeerIP(int(f.Fd())); ip != "127.0.0.1" {
 		t.Errorf("PeerIP of a loopback connection = %q", ip)
 	}

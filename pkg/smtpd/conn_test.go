@@ -2,10 +2,11 @@ package smtpd
 
 import (
 	"errors"
-	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 // TestSocketConn: the connection knows both its addresses, IPv4 and
@@ -13,33 +14,13 @@ import (
 func TestSocketConn(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
-			host := "127.0.0.1:0"
-			if network == "tcp6" {
-				host = "[::1]:0"
-			}
-			ln, err := net.Listen(network, host)
-			if err != nil {
-				t.Fatalf("no %s loopback: %v", network, err)
-			}
-			defer ln.Close()
-			client, err := net.Dial(network, ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			server, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, _ := server.(*net.TCPConn).File()
-			server.Close()
+			f, client := testutil.TCPPair(t, network)
 			conn, err := newSocketConn(int(f.Fd()))
-			f.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			if got, want := addrIP(conn.LocalAddr()), addrIP(ln.Addr()); got != want || got == "" {
+			if got, want := addrIP(conn.LocalAddr()), addrIP(client.RemoteAddr()); got != want || got == "" {
 				t.Errorf("local address %q, want %q", got, want)
 			}
 			if got, want := addrIP(conn.RemoteAddr()), addrIP(client.LocalAddr()); got != want || got == "" {

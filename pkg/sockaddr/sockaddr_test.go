@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/testutil"
 )
 
 func TestAddrPort(t *testing.T) {
@@ -32,23 +34,12 @@ func TestAddrPort(t *testing.T) {
 }
 
 func TestPeerAndLocal(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	server, client := testutil.TCPPair(t, "tcp4")
+	if got := Peer(int(server.Fd())).String(); got != client.LocalAddr().String() {
+		t.Errorf("Peer = %s, want %s", got, client.LocalAddr())
 	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	f, _ := c.(*net.TCPConn).File()
-	defer f.Close()
-	if got := Peer(int(f.Fd())).String(); got != ln.Addr().String() {
-		t.Errorf("Peer = %s, want %s", got, ln.Addr())
-	}
-	if got := Local(int(f.Fd())).String(); got != c.LocalAddr().String() {
-		t.Errorf("Local = %s, want %s", got, c.LocalAddr())
+	if got := Local(int(server.Fd())).String(); got != client.RemoteAddr().String() {
+		t.Errorf("Local = %s, want %s", got, client.RemoteAddr())
 	}
 	r, w, _ := os.Pipe()
 	defer r.Close()

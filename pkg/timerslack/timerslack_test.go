@@ -10,21 +10,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// childSlack starts a shell through Start from a thread whose own slack
-// is first set to from, and returns the slack the shell's child reports:
-// what a program two execs down inherits.
-func childSlack(t *testing.T, from int, starter func(func() error) error) int {
+// withSlack locks the test to its thread and sets the thread's timer
+// slack to ns until the test ends.
+func withSlack(t *testing.T, ns int) {
 	t.Helper()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	old, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	if err != nil {
+		runtime.UnlockOSThread()
 		t.Skipf("no timer slack here: %v", err)
 	}
-	defer unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(old), 0, 0, 0)
-	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(from), 0, 0, 0); err != nil {
+	t.Cleanup(func() {
+		unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(old), 0, 0, 0)
+		runtime.UnlockOSThread()
+	})
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// childSlack starts a shell through starter from a thread whose own
+// slack is first set to from, and returns the slack the shell's child
+// reports: what a program two execs down inherits.
+func childSlack(t *testing.T, from int, starter func(func() error) error) int {
+	t.Helper()
+	withSlack(t, from)
 	cmd := exec.Command("/bin/sh", "-c", "cat /proc/self/timerslack_ns")
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -67,18 +77,9 @@ func TestStartSessionGivesSessionSlack(t *testing.T) {
 // The launcher's own thread gets its slack back: only the program it
 // starts runs with the session slack.
 func TestStartSessionRestoresSlack(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	old, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
-	if err != nil {
-		t.Skipf("no timer slack here: %v", err)
-	}
-	defer unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(old), 0, 0, 0)
-	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, Slack, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	// StartSession locks and unlocks the thread itself; this test's lock
+	// StartSession locks and unlocks the thread itself; withSlack's lock
 	// keeps it the same thread throughout.
+	withSlack(t, Slack)
 	var during int
 	if err := StartSession(func() (err error) {
 		during, err = unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
