@@ -128,9 +128,12 @@ func (j *job) take(max int) []int {
 // beginPass reads the job's file afresh and decides whether the message
 // is dying (older than queuelifetime when the pass starts).
 func (s *Sender) beginPass(j *job, now time.Time) error {
-	data, err := sysfile.ReadFile(s.jobPath(j.msg.id, j.ch))
-	if err != nil {
-		return err
+	data := j.mem
+	if data == nil {
+		var err error
+		if data, err = sysfile.ReadFile(s.jobPath(j.msg.id, j.ch)); err != nil {
+			return err
+		}
 	}
 	recs, err := queue.ParseRecords(data)
 	if err != nil {
@@ -246,6 +249,10 @@ func (s *Sender) markDone(j *job, rec queue.Record) {
 			j.recs[i].Type = 'D'
 		}
 	}
+	if j.mem != nil {
+		j.mem[rec.Off] = 'D'
+		return
+	}
 	f, err := os.OpenFile(s.jobPath(j.msg.id, j.ch), os.O_WRONLY, 0)
 	if err == nil {
 		_, err = f.WriteAt([]byte{'D'}, rec.Off)
@@ -275,9 +282,22 @@ func (s *Sender) endPassIfDone(j *job) {
 			if s.exiting {
 				j.next = s.now()
 			}
+			if j.msg.direct {
+				// Its retry waits for its files (commit). Exiting,
+				// todo/N is left as it is: the recipient has not
+				// had the message, and gets it after the restart.
+				j.msg.toWrite = true
+				s.todo = append(s.todo, j.msg.id)
+				return
+			}
 			ch.due.add(j)
 			return
 		}
+	}
+	if j.msg.direct {
+		j.msg.jobs[j.ch] = nil
+		s.complete(j.msg)
+		return
 	}
 	if err := s.q.SendSpares().Retire(s.jobPath(j.msg.id, j.ch)); err != nil {
 		s.log.printf("warning: unable to unlink %s; will try again later", s.jobPath(j.msg.id, j.ch))
@@ -329,6 +349,11 @@ func (s *Sender) complete(m *message) {
 	}
 	delete(s.unsent, m.id)
 	s.log.printf("end msg %d", m.id)
+	if m.direct {
+		m.finished = true
+		s.directDone = append(s.directDone, m.id) // cleanFinished
+		return
+	}
 	if err := s.q.SendSpares().Retire(s.q.Info(m.id)); err != nil {
 		s.log.printf("warning: unable to unlink %s; will try again later", s.q.Info(m.id))
 		return

@@ -136,6 +136,12 @@ type message struct {
 	// bounced is set once its bounce is queued: a retry then only
 	// removes bounce/N.
 	bounced bool
+	// direct marks a message delivered straight from todo/N (see
+	// startDirect): it has no info/ or local/ file, and todo/N is its
+	// record on disk until it ends. toWrite: its delivery deferred, so
+	// its files are to be written as qmail's preprocessing writes them.
+	// finished: it ended, and qmail-clean is to remove todo/N.
+	direct, toWrite, finished bool
 }
 
 type job struct {
@@ -154,6 +160,8 @@ type job struct {
 	started []bool
 	keyOf   []int
 	groups  [][]int
+	// mem is a direct message's local/ file, kept in memory instead.
+	mem []byte
 }
 
 // delivery is one spawn command: one recipient, or a remote batch.
@@ -185,8 +193,10 @@ type Sender struct {
 	syncing map[uint64]bool
 	synced  chan synced
 	// foop holds the finished messages whose mess/ files qmail-clean is
-	// to remove, in one batch before the loop next waits.
-	foop []uint64
+	// to remove, in one batch before the loop next waits; directDone
+	// the finished direct messages, whose todo/N goes first.
+	foop       []uint64
+	directDone []uint64
 	// cleanLost is set when qmail-clean is gone: qmail-send then exits
 	// with it once its deliveries end.
 	cleanLost error
@@ -508,8 +518,22 @@ func (s *Sender) drainResults() {
 }
 
 // cleanFinished has qmail-clean remove the mess/ files of the messages
-// finished in this turn, in one batch.
+// finished in this turn, in one batch. A direct message's todo/N goes
+// before its mess/ file: a crash between the two leaves an orphan
+// mess/ file for cleanup, never a todo/N without its message.
 func (s *Sender) cleanFinished() {
+	for i, err := range s.cleanCmds("todo", s.directDone) {
+		id := s.directDone[i]
+		if err != nil {
+			// Still finished and in msgs: the next scan of todo/
+			// tries again (preprocessSome).
+			s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))
+			continue
+		}
+		delete(s.msgs, id)
+		s.foop = append(s.foop, id)
+	}
+	s.directDone = s.directDone[:0]
 	for i, err := range s.cleanCmds("foop", s.foop) {
 		if err != nil {
 			s.log.printf("warning: qmail-clean unable to clean up mess/%s", messPath(s.foop[i]))

@@ -50,6 +50,9 @@ type harness struct {
 	cleanWrites []string
 	// cleanGone makes every write to qmail-clean fail, as when it died.
 	cleanGone bool
+	// cleanIn is qmail-clean's input; cleanDone closes when it ends.
+	cleanIn   *io.PipeWriter
+	cleanDone chan bool
 }
 
 // cleanRecorder passes qmail-send's commands on to qmail-clean and
@@ -149,7 +152,11 @@ func (h *harness) start() {
 	rTo, rFrom := h.spawner(true)
 	cmdR, cmdW := io.Pipe()
 	resR, resW := io.Pipe()
-	go clean.Run(h.q, cmdR, resW)
+	h.cleanIn, h.cleanDone = cmdW, make(chan bool)
+	go func() {
+		clean.Run(h.q, cmdR, resW)
+		close(h.cleanDone)
+	}()
 	h.sigs = make(chan os.Signal, 4)
 	h.done = make(chan error, 1)
 	cfg := Config{Root: h.root, Log: h, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
@@ -181,6 +188,14 @@ func (h *harness) stop() {
 	case <-time.After(10 * time.Second):
 		h.t.Fatalf("qmail-send did not stop on TERM; log:\n%s", h.logText())
 	}
+	h.stopClean()
+}
+
+// stopClean ends qmail-clean, as its input closing does, so that a
+// restart's qmail-clean is the only one.
+func (h *harness) stopClean() {
+	h.cleanIn.Close()
+	<-h.cleanDone
 }
 
 func (h *harness) inject(sender string, rcpts ...string) uint64 {
@@ -210,32 +225,64 @@ func (h *harness) waitFor(what string, cond func() bool) {
 
 func gone(p string) bool { _, err := os.Stat(p); return os.IsNotExist(err) }
 
+// leftBehind reports each file of message id that is still there once it
+// finished.
+func (h *harness) leftBehind(id uint64) {
+	h.t.Helper()
+	for _, p := range []string{h.q.Todo(id), h.q.Intd(id), h.q.Info(id), h.q.Local(id), h.q.Remote(id), h.q.Bounce(id)} {
+		if !gone(p) {
+			h.t.Errorf("%s left behind", p)
+		}
+	}
+}
+
+// logHas reports each of want that the log lacks.
+func (h *harness) logHas(want ...string) {
+	h.t.Helper()
+	log := h.logText()
+	for _, w := range want {
+		if !strings.Contains(log, w) {
+			h.t.Errorf("log lacks %q:\n%s", w, log)
+		}
+	}
+}
+
+// holdDeliveries makes each delivery wait at a gate: started returns
+// once one waits there, and open lets them all through.
+func (h *harness) holdDeliveries() (started, open func()) {
+	at, gate := make(chan bool), make(chan bool)
+	h.gate = func(spawn.Batch) {
+		at <- true
+		<-gate
+	}
+	started = func() {
+		h.t.Helper()
+		select {
+		case <-at:
+		case <-time.After(10 * time.Second):
+			h.t.Fatalf("no delivery started; log:\n%s", h.logText())
+		}
+	}
+	return started, func() { close(gate) }
+}
+
 func TestDeliverAndFinish(t *testing.T) {
 	h := newHarness(t, map[string]string{"virtualdomains": "example.test:example.test\n"})
 	h.start()
 	id := h.inject("sender@example.org", "joe@mx.example.com", "ann@example.test", "far@remote.example")
 	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) && gone(h.q.Info(id)) })
 	h.stop()
-	for _, p := range []string{h.q.Todo(id), h.q.Intd(id), h.q.Local(id), h.q.Remote(id), h.q.Bounce(id)} {
-		if !gone(p) {
-			t.Errorf("%s left behind", p)
-		}
-	}
-	log := h.logText()
-	for _, want := range []string{
-		"new msg " + itoa(id) + "\n",
-		"info msg " + itoa(id) + ": bytes 32 from <sender@example.org> qp 1 uid 0\n",
-		"msg " + itoa(id) + " to local joe@mx.example.com\n",
-		"msg " + itoa(id) + " to local example.test-ann@example.test\n",
-		"msg " + itoa(id) + " to remote far@remote.example\n",
+	h.leftBehind(id)
+	h.logHas(
+		"new msg "+itoa(id)+"\n",
+		"info msg "+itoa(id)+": bytes 32 from <sender@example.org> qp 1 uid 0\n",
+		"msg "+itoa(id)+" to local joe@mx.example.com\n",
+		"msg "+itoa(id)+" to local example.test-ann@example.test\n",
+		"msg "+itoa(id)+" to remote far@remote.example\n",
 		": success: did_1+0+0/\n",
-		"end msg " + itoa(id) + "\n",
+		"end msg "+itoa(id)+"\n",
 		"status: exiting\n",
-	} {
-		if !strings.Contains(log, want) {
-			t.Errorf("log lacks %q:\n%s", want, log)
-		}
-	}
+	)
 	if len(h.seen) != 3 || len(h.bounces) != 0 {
 		t.Errorf("deliveries %v, bounces %d", h.seen, len(h.bounces))
 	}
@@ -515,7 +562,8 @@ func TestCleanBatched(t *testing.T) {
 	h := newHarness(t, nil)
 	var ids []uint64
 	for range 5 {
-		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com"))
+		// Two recipients: one alone is delivered without a chunk.
+		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com", "ann@mx.example.com"))
 	}
 	h.start()
 	h.waitFor("messages finished", func() bool {
@@ -561,13 +609,15 @@ func TestDeliveriesGoOnWhileSyncing(t *testing.T) {
 		}
 	}
 	h.start()
-	first := h.inject("sender@example.org", "first@mx.example.com")
+	// Two recipients each: a message of one local recipient is
+	// delivered without a chunk (TestDirectDelivery).
+	first := h.inject("sender@example.org", "first@mx.example.com", "other@mx.example.com")
 	select {
 	case <-atGate:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("first delivery never started; log:\n%s", h.logText())
 	}
-	second := h.inject("sender@example.org", "second@mx.example.com")
+	second := h.inject("sender@example.org", "second@mx.example.com", "other@mx.example.com")
 	select {
 	case <-syncing:
 	case <-time.After(10 * time.Second):
@@ -639,7 +689,7 @@ func TestTermWhileSyncing(t *testing.T) {
 		<-release
 	}
 	h.start()
-	id := h.inject("sender@example.org", "joe@mx.example.com")
+	id := h.inject("sender@example.org", "joe@mx.example.com", "ann@mx.example.com")
 	select {
 	case <-syncing:
 	case <-time.After(10 * time.Second):
@@ -740,8 +790,10 @@ func TestSparesCutToNewEnvelope(t *testing.T) {
 	if err := h.q.SendSpares().Flush(); err != nil {
 		t.Fatal(err)
 	}
-	second := h.inject("s@x.org", "al@mx.example.com")
-	h.waitFor("the second message's delivery", delivered(4))
+	// A remote recipient too, so that the message is preprocessed
+	// (TestDirectDelivery) and its local/ file holds al alone.
+	second := h.inject("s@x.org", "al@mx.example.com", "far@remote.example")
+	h.waitFor("the second message's deliveries", delivered(5))
 	h.waitFor("the second message finished", func() bool { return gone(h.q.Info(second)) && gone(h.q.Local(second)) })
 	h.stop()
 	h.mu.Lock()
@@ -750,7 +802,8 @@ func TestSparesCutToNewEnvelope(t *testing.T) {
 	want := "a-rather-long-sender@example.org ann@mx.example.com\n" +
 		"a-rather-long-sender@example.org bob@mx.example.com\n" +
 		"a-rather-long-sender@example.org joe@mx.example.com\n" +
-		"s@x.org al@mx.example.com"
+		"s@x.org al@mx.example.com\n" +
+		"s@x.org far@remote.example"
 	if seen != want {
 		t.Errorf("deliveries:\n%s\nwant:\n%s", seen, want)
 	}

@@ -1,6 +1,7 @@
 package send
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -63,13 +64,27 @@ func (s *Sender) preprocessSome() {
 	for len(s.todo) > 0 && len(ready) < todoChunk {
 		id := s.todo[0]
 		s.todo = s.todo[1:]
-		if s.msgs[id] != nil {
-			// Preprocessed already, but qmail-clean failed to remove
-			// todo/N: only the cleanup is left to do.
-			leftover = append(leftover, id)
-			continue
+		var p *prepared
+		var err error
+		if m := s.msgs[id]; m != nil {
+			switch {
+			case !m.direct:
+				// Preprocessed already, but qmail-clean failed to
+				// remove todo/N: only the cleanup is left to do.
+				leftover = append(leftover, id)
+				continue
+			case m.finished:
+				s.directDone = append(s.directDone, id)
+				continue
+			case !m.toWrite:
+				continue // being delivered
+			}
+			if p, err = s.writeDirect(m); err == nil {
+				m.toWrite = false // until the chunk fails
+			}
+		} else {
+			p, err = s.prepare(id)
 		}
-		p, err := s.prepare(id)
 		if err != nil {
 			s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))
 			continue
@@ -105,8 +120,17 @@ func (s *Sender) commitChunk(c synced) {
 	for _, p := range c.ready {
 		delete(s.syncing, p.id)
 	}
+	again := func(id uint64) {
+		if m := s.msgs[id]; m != nil && m.direct {
+			m.toWrite = true
+		}
+	}
 	if c.err != nil {
-		// todo/N stays for each: the next scan does them again.
+		for _, p := range c.ready {
+			again(p.id)
+		}
+		// todo/N stays for each: the next scan does them again (a
+		// direct message keeps toWrite for it).
 		s.log.printf("warning: trouble with todo/: %s; will try again later", safe(c.err.Error()))
 		return
 	}
@@ -117,6 +141,7 @@ func (s *Sender) commitChunk(c synced) {
 	for i, err := range s.cleanCmds("todo", ids) {
 		if err != nil {
 			s.log.printf("warning: trouble with todo/%d: %s; will try again later", ids[i], safe(err.Error()))
+			again(ids[i])
 			continue
 		}
 		s.commit(c.ready[i])
@@ -134,7 +159,8 @@ type prepared struct {
 }
 
 // prepare turns todo/N into info/S/N and local/S/N, remote/S/N, written
-// but not synced; nil when todo/N is gone.
+// but not synced; nil when todo/N is gone, or when the message is
+// delivered directly (startDirect).
 func (s *Sender) prepare(id uint64) (*prepared, error) {
 	data, err := sysfile.ReadFile(s.q.Todo(id))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -151,8 +177,10 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 	if err := syscall.Stat(s.q.Mess(id), &st); err != nil {
 		return nil, fmt.Errorf("unable to stat mess/%s: %w", messPath(id), err)
 	}
-	for _, p := range []string{s.q.Info(id), s.q.Local(id), s.q.Remote(id)} {
-		os.Remove(p) // stale from a crash during an earlier preprocessing
+	// Stale from a crash during an earlier preprocessing, or during a
+	// direct delivery (whose failure report may be in bounce/N).
+	for _, p := range []string{s.q.Info(id), s.q.Local(id), s.q.Remote(id), s.q.Bounce(id)} {
+		os.Remove(p)
 	}
 	s.log.printf("new msg %d", id)
 	var info []byte
@@ -182,6 +210,47 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 	if info == nil {
 		return nil, fmt.Errorf("todo/%d has no sender record", id)
 	}
+	if files[chRemote] == nil && bytes.Count(files[chLocal], []byte{0}) == 1 {
+		s.startDirect(id, sender, files[chLocal])
+		return nil, nil
+	}
+	return s.write(id, sender, info, files, time.Time{})
+}
+
+// startDirect delivers a message of one local recipient straight from
+// todo/N, without qmail's preprocessing: no info/ or local/ file is
+// written, fsynced, and removed again for a delivery that takes
+// milliseconds. todo/N, intd/N and mess/N, durable since qmail-queue
+// acknowledged the message, are its whole state on disk. If the
+// delivery succeeds or fails for good, the message ends as any other
+// (bounce included), and qmail-clean removes todo/N, then mess/N. If it
+// defers, writeDirect writes the files qmail's preprocessing would have
+// (birth kept), and from then on it is an ordinary queued message.
+//
+// A crash meanwhile leaves todo/N, and the next qmail-send delivers the
+// message again: the one recipient may get it twice, as after a crash
+// between a delivery and the D mark that records it.
+func (s *Sender) startDirect(id uint64, sender string, local []byte) {
+	m := &message{id: id, birth: s.now(), sender: sender, direct: true}
+	s.msgs[id] = m
+	s.addJob(m, chLocal, m.birth)
+	m.jobs[chLocal].mem = local
+}
+
+// writeDirect writes the files of a direct message whose delivery
+// deferred; commit makes it an ordinary message once they are durable.
+func (s *Sender) writeDirect(m *message) (*prepared, error) {
+	for _, p := range []string{s.q.Info(m.id), s.q.Local(m.id)} {
+		os.Remove(p) // from an attempt whose chunk failed
+	}
+	info := append(append([]byte{'F'}, m.sender...), 0)
+	return s.write(m.id, m.sender, info, [2][]byte{m.jobs[chLocal].mem, nil}, m.birth)
+}
+
+// write writes a message's info/ file and its local/ and remote/ files
+// with the given records, not synced. A birth that is not zero becomes
+// info/'s mtime, which is where qmail keeps it.
+func (s *Sender) write(id uint64, sender string, info []byte, files [2][]byte, birth time.Time) (*prepared, error) {
 	p := &prepared{id: id, sender: sender}
 	write := func(path, dir string, content []byte) error {
 		f, err := s.create(path, content)
@@ -192,7 +261,10 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 		p.dirs = append(p.dirs, splitDir(s.q, dir, id))
 		return nil
 	}
-	err = write(s.q.Info(id), "info", info)
+	err := write(s.q.Info(id), "info", info)
+	if err == nil && !birth.IsZero() {
+		err = os.Chtimes(s.q.Info(id), birth, birth)
+	}
 	for c, content := range files {
 		if content != nil && err == nil {
 			err = write(s.jobPath(id, c), []string{"local", "remote"}[c], content)
@@ -272,8 +344,16 @@ func parallel(n int, f func(int) error) error {
 	}
 }
 
-// commit schedules the deliveries of a message whose todo/N is gone.
+// commit schedules the deliveries of a message whose todo/N is gone. A
+// direct message's job is ready already, and waits for its next retry.
 func (s *Sender) commit(p *prepared) {
+	if m := s.msgs[p.id]; m != nil && m.direct {
+		m.direct, m.toWrite = false, false
+		j := m.jobs[chLocal]
+		j.mem = nil
+		s.chans[chLocal].due.add(j)
+		return
+	}
 	var fi syscall.Stat_t
 	syscall.Stat(s.q.Info(p.id), &fi)
 	m := &message{id: p.id, birth: timespec(fi.Mtim), sender: p.sender}
