@@ -45,6 +45,9 @@ func (s *Sender) nextRecord(c int, now time.Time) *job {
 	}
 	for len(ch.due) > 0 && !ch.due[0].next.After(now) {
 		j := ch.due.pop()
+		if j.msg.direct {
+			s.directWaiting-- // it enters due once, at startDirect
+		}
 		if err := s.beginPass(j, now); err != nil {
 			s.log.printf("warning: unable to stat %s; will try again later", s.jobPath(j.msg.id, c))
 			j.next = now.Add(time.Minute)

@@ -160,3 +160,39 @@ func TestDirectStopped(t *testing.T) {
 		t.Errorf("deliveries %v, want the deferred one and the one after the restart", h.seen)
 	}
 }
+
+// TestDirectRoom: messages go direct only while the local channel has
+// fewer than twice its concurrency running or waiting; the others are
+// preprocessed, so todo/ stays short under a backlog.
+func TestDirectRoom(t *testing.T) {
+	h := newHarness(t, map[string]string{"concurrencylocal": "1\n"})
+	var ids []uint64
+	for range 5 {
+		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com"))
+	}
+	started, open := h.holdDeliveries()
+	h.start()
+	started()
+	var direct int
+	for _, id := range ids {
+		if gone(h.q.Info(id)) {
+			direct++
+		}
+	}
+	if direct != 2 {
+		t.Errorf("%d of 5 messages went direct with concurrencylocal 1, want 2", direct)
+	}
+	open()
+	h.waitFor("all finished", func() bool {
+		for _, id := range ids {
+			if !gone(h.q.Mess(id)) {
+				return false
+			}
+		}
+		return true
+	})
+	h.stop()
+	for _, id := range ids {
+		h.leftBehind(id)
+	}
+}

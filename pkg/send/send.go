@@ -197,6 +197,9 @@ type Sender struct {
 	// the finished direct messages, whose todo/N goes first.
 	foop       []uint64
 	directDone []uint64
+	// directWaiting counts the direct messages whose delivery has not
+	// started yet (directRoom).
+	directWaiting int
 	// cleanLost is set when qmail-clean is gone: qmail-send then exits
 	// with it once its deliveries end.
 	cleanLost error
@@ -524,7 +527,9 @@ func (s *Sender) drainResults() {
 func (s *Sender) cleanFinished() {
 	for i, err := range s.cleanCmds("todo", s.directDone) {
 		id := s.directDone[i]
-		if err != nil {
+		// An error after todo/N went (intd/N stayed) is done with:
+		// the foop removes intd/N too.
+		if err != nil && exists(s.q.Todo(id)) {
 			// Still finished and in msgs: the next scan of todo/
 			// tries again (preprocessSome).
 			s.log.printf("warning: trouble with todo/%d: %s; will try again later", id, safe(err.Error()))

@@ -252,7 +252,10 @@ func (h *harness) logHas(want ...string) {
 func (h *harness) holdDeliveries() (started, open func()) {
 	at, gate := make(chan bool), make(chan bool)
 	h.gate = func(spawn.Batch) {
-		at <- true
+		select {
+		case at <- true:
+		case <-gate: // open: nobody waits on at any more
+		}
 		<-gate
 	}
 	started = func() {

@@ -61,7 +61,9 @@ func (s *Sender) preprocessSome() {
 	}
 	var ready []*prepared
 	var leftover []uint64
-	for len(s.todo) > 0 && len(ready) < todoChunk {
+	// taken counts the messages direct delivery took too, so that one
+	// turn of the loop does a chunk's worth, not all of todo/.
+	for taken := 0; len(s.todo) > 0 && taken < todoChunk; taken++ {
 		id := s.todo[0]
 		s.todo = s.todo[1:]
 		var p *prepared
@@ -139,7 +141,7 @@ func (s *Sender) commitChunk(c synced) {
 		ids[i] = p.id
 	}
 	for i, err := range s.cleanCmds("todo", ids) {
-		if err != nil {
+		if err != nil && exists(s.q.Todo(ids[i])) {
 			s.log.printf("warning: trouble with todo/%d: %s; will try again later", ids[i], safe(err.Error()))
 			again(ids[i])
 			continue
@@ -210,7 +212,7 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 	if info == nil {
 		return nil, fmt.Errorf("todo/%d has no sender record", id)
 	}
-	if files[chRemote] == nil && bytes.Count(files[chLocal], []byte{0}) == 1 {
+	if files[chRemote] == nil && bytes.Count(files[chLocal], []byte{0}) == 1 && s.directRoom() {
 		s.startDirect(id, sender, files[chLocal])
 		return nil, nil
 	}
@@ -235,6 +237,16 @@ func (s *Sender) startDirect(id uint64, sender string, local []byte) {
 	s.msgs[id] = m
 	s.addJob(m, chLocal, m.birth)
 	m.jobs[chLocal].mem = local
+	s.directWaiting++
+}
+
+// directRoom reports whether a message can go direct: while the local
+// channel has fewer than twice its concurrency in deliveries running
+// and direct messages waiting to start, so that those wait briefly, in
+// a todo/ that stays short. The others are preprocessed, as qmail does.
+func (s *Sender) directRoom() bool {
+	ch := s.chans[chLocal]
+	return ch.used+s.directWaiting < 2*ch.limit
 }
 
 // writeDirect writes the files of a direct message whose delivery
