@@ -162,12 +162,12 @@ func TestDirectStopped(t *testing.T) {
 }
 
 // TestDirectRoom: messages go direct only while the local channel has
-// fewer than twice its concurrency running or waiting; the others are
-// preprocessed, so todo/ stays short under a backlog.
+// fewer than directBacklog times its concurrency running or waiting; the
+// others are preprocessed, so todo/ stays short under a backlog.
 func TestDirectRoom(t *testing.T) {
 	h := newHarness(t, map[string]string{"concurrencylocal": "1\n"})
 	var ids []uint64
-	for range 5 {
+	for range directBacklog + 3 {
 		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com"))
 	}
 	started, open := h.holdDeliveries()
@@ -179,8 +179,8 @@ func TestDirectRoom(t *testing.T) {
 			direct++
 		}
 	}
-	if direct != 2 {
-		t.Errorf("%d of 5 messages went direct with concurrencylocal 1, want 2", direct)
+	if direct != directBacklog {
+		t.Errorf("%d of %d messages went direct with concurrencylocal 1, want %d", direct, len(ids), directBacklog)
 	}
 	open()
 	h.waitFor("all finished", func() bool {

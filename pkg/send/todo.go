@@ -241,13 +241,20 @@ func (s *Sender) startDirect(id uint64, sender string, local []byte) {
 }
 
 // directRoom reports whether a message can go direct: while the local
-// channel has fewer than twice its concurrency in deliveries running
-// and direct messages waiting to start, so that those wait briefly, in
-// a todo/ that stays short. The others are preprocessed, as qmail does.
+// channel has fewer than directBacklog times its concurrency in
+// deliveries running and direct messages waiting to start. The others
+// are preprocessed, as qmail does.
 func (s *Sender) directRoom() bool {
 	ch := s.chans[chLocal]
-	return ch.used+s.directWaiting < 2*ch.limit
+	return ch.used+s.directWaiting < directBacklog*ch.limit
 }
+
+// directBacklog bounds the direct messages, in multiples of the local
+// concurrency (100 with qmail's default of 10). Every scan reads all of
+// todo/, where they stay until their delivery ends, and qmail-qread
+// does not list them; under bench-smtp.sh's load, two times let a
+// third of the messages be preprocessed, ten times a tenth.
+const directBacklog = 10
 
 // writeDirect writes the files of a direct message whose delivery
 // deferred; commit makes it an ordinary message once they are durable.
