@@ -76,7 +76,7 @@ func TestBatchOneDomain(t *testing.T) {
 	delete(h.reports, "c@far.example")
 	h.mu.Unlock()
 	h.sigs <- syscall.SIGALRM
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	if got := h.batchesCopy(); len(got) != 3 || !reflect.DeepEqual(got[2], []string{"c@far.example"}) {
 		t.Errorf("remote commands %q, want the retry of c alone last", got)
@@ -111,7 +111,7 @@ func TestBatchCap(t *testing.T) {
 				rcpts = append(rcpts, fmt.Sprintf("u%d@far.example", i))
 			}
 			id := h.inject("s@example.org", rcpts...)
-			h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+			h.waitFinished("message finished", id)
 			h.stop()
 			var sizes []int
 			seen := map[string]bool{}
@@ -138,7 +138,7 @@ func TestBatchNotVERP(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	id := h.inject("owner-@lists.example-@[]", "a@far.example", "b@far.example")
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	if got := h.batchesCopy(); len(got) != 2 {
 		t.Errorf("remote commands %q, want one per recipient", got)
@@ -155,7 +155,7 @@ func TestBatchQmailSpawner(t *testing.T) {
 	h.plainRemote = true
 	h.start()
 	id := h.inject("s@example.org", "a@far.example", "b@far.example", "c@far.example")
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	got := h.batchesCopy()
 	if len(got) != 4 || !reflect.DeepEqual(got[0], []string{""}) {
@@ -188,7 +188,7 @@ func TestBatchAnswers(t *testing.T) {
 	h.answer = nil
 	h.mu.Unlock()
 	h.sigs <- syscall.SIGALRM
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	if got := h.batchesCopy(); !reflect.DeepEqual(got[len(got)-1], []string{"b@far.example"}) {
 		t.Errorf("last remote command %q, want b alone", got[len(got)-1])

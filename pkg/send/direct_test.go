@@ -28,7 +28,7 @@ func TestDirectDelivery(t *testing.T) {
 		t.Errorf("during the delivery: info/ or local/ written")
 	}
 	open()
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	h.leftBehind(id)
 	h.logHas(
@@ -84,7 +84,7 @@ func TestDirectDeferral(t *testing.T) {
 	delete(h.reports, "joe@mx.example.com")
 	h.mu.Unlock()
 	h.sigs <- syscall.SIGALRM
-	h.waitFor("delivery after ALRM", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("delivery after ALRM", id)
 	h.stop()
 	if !gone(h.q.Info(id)) || !gone(h.q.Local(id)) {
 		t.Errorf("info/ or local/ left after the delivery")
@@ -107,7 +107,7 @@ func TestDirectFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.start()
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	h.leftBehind(id)
 	h.mu.Lock()
@@ -152,7 +152,7 @@ func TestDirectStopped(t *testing.T) {
 	h.mu.Unlock()
 	h.gate = nil
 	h.start()
-	h.waitFor("delivery after restart", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("delivery after restart", id)
 	h.stop()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -183,14 +183,7 @@ func TestDirectRoom(t *testing.T) {
 		t.Errorf("%d of %d messages went direct with concurrencylocal 1, want %d", direct, len(ids), directBacklog)
 	}
 	open()
-	h.waitFor("all finished", func() bool {
-		for _, id := range ids {
-			if !gone(h.q.Mess(id)) {
-				return false
-			}
-		}
-		return true
-	})
+	h.waitFinished("all finished", ids...)
 	h.stop()
 	for _, id := range ids {
 		h.leftBehind(id)

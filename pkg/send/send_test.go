@@ -225,6 +225,20 @@ func (h *harness) waitFor(what string, cond func() bool) {
 
 func gone(p string) bool { _, err := os.Stat(p); return os.IsNotExist(err) }
 
+// waitFinished waits until each message's mess/ file is gone: the last
+// step of its end.
+func (h *harness) waitFinished(what string, ids ...uint64) {
+	h.t.Helper()
+	h.waitFor(what, func() bool {
+		for _, id := range ids {
+			if !gone(h.q.Mess(id)) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // leftBehind reports each file of message id that is still there once it
 // finished.
 func (h *harness) leftBehind(id uint64) {
@@ -301,7 +315,7 @@ func TestBounces(t *testing.T) {
 	double := h.inject("", "bad@remote.example")
 	triple := h.inject("#@[]", "bad@remote.example")
 	for _, id := range []uint64{single, double, triple} {
-		h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+		h.waitFinished("message finished", id)
 	}
 	h.stop()
 	log := h.logText()
@@ -353,7 +367,7 @@ func TestDeferralRetryAndAlarm(t *testing.T) {
 	delete(h.reports, "slow@remote.example")
 	h.mu.Unlock()
 	h.sigs <- syscall.SIGALRM // retry now
-	h.waitFor("delivery after ALRM", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("delivery after ALRM", id)
 	h.stop()
 }
 
@@ -380,7 +394,7 @@ func TestRestartAndLifetime(t *testing.T) {
 	os.Chtimes(h.q.Remote(id), old, old)
 	h.log.Reset()
 	h.start()
-	h.waitFor("message finished", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message finished", id)
 	h.stop()
 	if len(h.bounces) != 1 || !strings.Contains(h.bodies[0], "try later\nI'm not going to try again; this message has been in the queue too long.\n") {
 		t.Errorf("bounces %d: %q", len(h.bounces), h.bodies)
@@ -479,7 +493,7 @@ func TestBounceRetry(t *testing.T) {
 		t.Fatal("message or bounce/N removed though the bounce was not sent")
 	}
 	h.sigs <- syscall.SIGALRM
-	h.waitFor("bounce sent", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("bounce sent", id)
 	h.stop()
 	if len(h.bounces) != 1 || !gone(h.q.Bounce(id)) {
 		t.Errorf("%d bounces, bounce/N gone: %v", len(h.bounces), gone(h.q.Bounce(id)))
@@ -492,13 +506,13 @@ func TestHUPRereadsControls(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	first := h.inject("s@example.org", "ann@new.example")
-	h.waitFor("first message", func() bool { return gone(h.q.Mess(first)) })
+	h.waitFinished("first message", first)
 	os.WriteFile(filepath.Join(h.root, "control", "virtualdomains"), []byte("new.example:new.example\n"), 0o644)
 	h.sigs <- syscall.SIGHUP
 	h.waitFor("status after HUP", func() bool { return strings.Count(h.logText(), "status:") > 0 })
 	time.Sleep(50 * time.Millisecond) // the HUP is handled before the next trigger
 	second := h.inject("s@example.org", "ann@new.example")
-	h.waitFor("second message", func() bool { return gone(h.q.Mess(second)) })
+	h.waitFinished("second message", second)
 	h.stop()
 	log := h.logText()
 	if !strings.Contains(log, "msg "+itoa(first)+" to remote ann@new.example\n") {
@@ -569,14 +583,7 @@ func TestCleanBatched(t *testing.T) {
 		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com", "ann@mx.example.com"))
 	}
 	h.start()
-	h.waitFor("messages finished", func() bool {
-		for _, id := range ids {
-			if !gone(h.q.Mess(id)) {
-				return false
-			}
-		}
-		return true
-	})
+	h.waitFinished("messages finished", ids...)
 	h.stop()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -627,9 +634,9 @@ func TestDeliveriesGoOnWhileSyncing(t *testing.T) {
 		t.Fatalf("second chunk never synced; log:\n%s", h.logText())
 	}
 	close(openGate)
-	h.waitFor("first message finished while the second syncs", func() bool { return gone(h.q.Mess(first)) })
+	h.waitFinished("first message finished while the second syncs", first)
 	close(release)
-	h.waitFor("second message finished", func() bool { return gone(h.q.Mess(second)) })
+	h.waitFinished("second message finished", second)
 	h.stop()
 }
 
@@ -648,7 +655,7 @@ func TestOneFoopAtStart(t *testing.T) {
 	old := time.Now().Add(-40 * time.Hour)
 	os.Chtimes(h.q.Mess(id), old, old)
 	h.start()
-	h.waitFor("message removed", func() bool { return gone(h.q.Mess(id)) })
+	h.waitFinished("message removed", id)
 	h.stop()
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -271,7 +271,7 @@ func (s *Sender) writeDirect(m *message) (*prepared, error) {
 // info/'s mtime, which is where qmail keeps it.
 func (s *Sender) write(id uint64, sender string, info []byte, files [2][]byte, birth time.Time) (*prepared, error) {
 	p := &prepared{id: id, sender: sender}
-	write := func(path, dir string, content []byte) error {
+	add := func(path, dir string, content []byte) error {
 		f, err := s.create(path, content)
 		if err != nil {
 			return err
@@ -280,13 +280,13 @@ func (s *Sender) write(id uint64, sender string, info []byte, files [2][]byte, b
 		p.dirs = append(p.dirs, splitDir(s.q, dir, id))
 		return nil
 	}
-	err := write(s.q.Info(id), "info", info)
+	err := add(s.q.Info(id), "info", info)
 	if err == nil && !birth.IsZero() {
 		err = os.Chtimes(s.q.Info(id), birth, birth)
 	}
 	for c, content := range files {
 		if content != nil && err == nil {
-			err = write(s.jobPath(id, c), []string{"local", "remote"}[c], content)
+			err = add(s.jobPath(id, c), []string{"local", "remote"}[c], content)
 			p.chans[c] = true
 		}
 	}
