@@ -3,6 +3,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -226,6 +227,65 @@ func TestDeliverySideAccounts(t *testing.T) {
 	if len(seen) != len(want) {
 		t.Errorf("found only %v among qmail-start's children; log:\n%s", seen, u.log)
 	}
+}
+
+// TestDeliverySidePipesPoll: the pipes between qmail-send and its helpers
+// are waited on in the poller (package pollfd), so an idle daemon holds
+// no thread in a read; qmail-send's log, which other programs share,
+// stays blocking.
+func TestDeliverySidePipesPoll(t *testing.T) {
+	root, record := deliveryInstance(t, nil)
+	copyFile(t, filepath.Join(testutil.Bin(t), "qmail-lspawn"), filepath.Join(root, "bin", "qmail-lspawn"), nil)
+	copyFile(t, filepath.Join(testutil.Bin(t), "qmail-rspawn"), filepath.Join(root, "bin", "qmail-rspawn"), nil)
+	u := startUnit(t, root, record, nil)
+	defer u.term(t)
+	want := map[string][]int{"qmail-send": {1, 2, 3, 4, 5, 6}, "qmail-lspawn": {0, 1}, "qmail-rspawn": {0, 1}, "qmail-clean": {0, 1}}
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(10 * time.Second); len(seen) < len(want) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, pid := range children(u.cmd.Process.Pid) {
+			name, _, _ := procIdentity(pid)
+			fds, ok := want[name]
+			if !ok || seen[name] {
+				continue
+			}
+			if name == "qmail-send" && !nonBlocking(t, pid, 6) {
+				continue // not past its start yet
+			}
+			for _, fd := range fds {
+				if !nonBlocking(t, pid, fd) {
+					t.Errorf("%s: fd %d is blocking", name, fd)
+				}
+			}
+			if name == "qmail-send" && nonBlocking(t, pid, 0) {
+				t.Error("qmail-send made its log (fd 0) non-blocking: programs sharing it would lose lines")
+			}
+			seen[name] = true
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("found only %v among qmail-start's children; log:\n%s", seen, u.log)
+	}
+}
+
+// nonBlocking reports whether a process's descriptor has O_NONBLOCK
+// (the octal flags line of /proc/PID/fdinfo/FD).
+func nonBlocking(t *testing.T, pid, fd int) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
+	if err != nil {
+		t.Fatalf("fd %d of pid %d: %v", fd, pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				t.Fatalf("fdinfo flags %q: %v", v, err)
+			}
+			return flags&syscall.O_NONBLOCK != 0
+		}
+	}
+	t.Fatalf("no flags line in fdinfo of fd %d of pid %d", fd, pid)
+	return false
 }
 
 // children lists the pids whose parent is ppid.

@@ -8,6 +8,7 @@ import (
 	"github.com/quail-mta/quail/pkg/clean"
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/queue"
 )
 
@@ -19,7 +20,7 @@ func main() {
 		}
 		os.Exit(exitcode.Permanent)
 	}
-	if err := clean.Run(queue.New(control.Home()), os.Stdin, os.Stdout); err != nil {
+	if err := clean.Run(queue.New(control.Home()), pollfd.Inherited(0, "qmail-send input"), pollfd.Inherited(1, "qmail-send output")); err != nil {
 		os.Exit(exitcode.Temporary)
 	}
 }

@@ -24,7 +24,7 @@ func main() {
 	local.CloseOnExec()  // programs get fds 0-2 only, not what we were given
 	syscall.Umask(0o077) // as qmail-local: what it creates is the user's alone
 	if len(os.Args) == 2 && os.Args[1] == "--worker" {
-		if err := localworker.ServeWorker(os.NewFile(3, "worker socket"), control.Home(), os.Environ()); err != nil {
+		if err := localworker.ServeWorker(3, control.Home(), os.Environ()); err != nil {
 			fmt.Fprintf(os.Stderr, "qmail-local: %v\n", err)
 			os.Exit(exitcode.Temporary)
 		}

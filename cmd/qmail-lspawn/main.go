@@ -10,6 +10,7 @@ import (
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
 	"github.com/quail-mta/quail/pkg/lspawn"
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/privsep"
 	"github.com/quail-mta/quail/pkg/recipient"
 	"github.com/quail-mta/quail/pkg/users"
@@ -30,7 +31,7 @@ func main() {
 		Resolver:        &recipient.Resolver{Root: root, Passwd: users.System{}, Owner: recipient.VirtualOwner, SingleUser: !privsep.Root()},
 		Worker:          lspawn.DefaultWorker(root),
 		Env:             os.Environ(),
-	}, os.Stdin, os.Stdout)
+	}, pollfd.Inherited(0, "qmail-send input"), pollfd.Inherited(1, "qmail-send output"))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "qmail-lspawn: %v\n", err)
 		os.Exit(exitcode.Temporary)

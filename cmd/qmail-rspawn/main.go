@@ -9,6 +9,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/rspawn"
 )
 
@@ -17,7 +18,7 @@ func main() {
 		os.Stderr.WriteString("usage: qmail-rspawn (started by qmail-start; spawn protocol on stdin/stdout)\n")
 		os.Exit(exitcode.OK)
 	}
-	if err := rspawn.Run(control.Home(), os.Stdin, os.Stdout); err != nil {
+	if err := rspawn.Run(control.Home(), pollfd.Inherited(0, "qmail-send input"), pollfd.Inherited(1, "qmail-send output")); err != nil {
 		fmt.Fprintf(os.Stderr, "qmail-rspawn: %v\n", err)
 		os.Exit(exitcode.Temporary)
 	}

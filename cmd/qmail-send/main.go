@@ -9,6 +9,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/control"
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/send"
 )
 
@@ -29,12 +30,12 @@ func main() {
 	err := send.Run(send.Config{
 		Root:       control.Home(),
 		Log:        os.NewFile(0, "log"),
-		ToLocal:    os.NewFile(1, "qmail-lspawn input"),
-		FromLocal:  os.NewFile(2, "qmail-lspawn output"),
-		ToRemote:   os.NewFile(3, "qmail-rspawn input"),
-		FromRemote: os.NewFile(4, "qmail-rspawn output"),
-		ToClean:    os.NewFile(5, "qmail-clean input"),
-		FromClean:  os.NewFile(6, "qmail-clean output"),
+		ToLocal:    pollfd.Inherited(1, "qmail-lspawn input"),
+		FromLocal:  pollfd.Inherited(2, "qmail-lspawn output"),
+		ToRemote:   pollfd.Inherited(3, "qmail-rspawn input"),
+		FromRemote: pollfd.Inherited(4, "qmail-rspawn output"),
+		ToClean:    pollfd.Inherited(5, "qmail-clean input"),
+		FromClean:  pollfd.Inherited(6, "qmail-clean output"),
 		Ready:      ready,
 	})
 	if err != nil {

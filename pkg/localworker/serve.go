@@ -3,33 +3,29 @@ package localworker
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime"
 	"sync"
 
 	"github.com/quail-mta/quail/pkg/local"
-	"golang.org/x/sys/unix"
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // ServeWorker is the long-lived qmail-local worker: it runs as one
 // mailbox owner, reads delivery requests with their message files from
-// sock (fd 3, from qmail-lspawn), runs each as qmail-local would
+// the socket fd (3, from qmail-lspawn), runs each as qmail-local would
 // (package local), concurrently, and answers each. It returns when
 // qmail-lspawn closes the socket, after the deliveries in flight end.
-func ServeWorker(sock *os.File, root string, env []string) error {
-	fd := int(sock.Fd())
-	// Only the number is used below: without this, sock could be
-	// collected and its finalizer close fd 3 mid-session, and the number
-	// be reused by a message file (the worker then read from and answered
-	// to the wrong file, and qmail-lspawn delivered again).
-	defer runtime.KeepAlive(sock)
+func ServeWorker(fd int, root string, env []string) error {
+	sock, err := pollfd.NewChannel(fd)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
 	var mu sync.Mutex // one writer at a time on the socket
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	buf := make([]byte, maxPacket)
-	oob := make([]byte, unix.CmsgSpace(4*4))
 	for {
-		data, msg, err := recvFD(fd, buf, oob)
+		data, msg, err := recvFD(sock, buf)
 		if err == ErrClosed {
 			return nil
 		}
@@ -52,7 +48,7 @@ func ServeWorker(sock *os.File, root string, env []string) error {
 			}, msg, &out)
 			mu.Lock()
 			defer mu.Unlock()
-			if err := unix.Sendmsg(fd, reply{req.id, status, out.b}.encode(), nil, nil, 0); err != nil {
+			if err := sock.Send(reply{req.id, status, out.b}.encode()); err != nil {
 				// qmail-lspawn is gone; it reports the delivery as crashed.
 				_ = err
 			}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quail-mta/quail/pkg/maildir"
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // TestServeWorkerKeepsItsSocket: the worker's socket must stay open for
@@ -22,7 +23,7 @@ func TestServeWorkerKeepsItsSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fds[0])
+	peer := testChannel(t, fds[0])
 	home := t.TempDir()
 	if err := maildir.Make(filepath.Join(home, "Maildir"), 0o700); err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func TestServeWorkerKeepsItsSocket(t *testing.T) {
 	msgPath := filepath.Join(t.TempDir(), "msg")
 	os.WriteFile(msgPath, []byte("Subject: x\n\nbody\n"), 0o644)
 	done := make(chan error, 1)
-	go func() { done <- ServeWorker(os.NewFile(uintptr(fds[1]), "worker socket"), t.TempDir(), nil) }()
+	go func() { done <- ServeWorker(fds[1], t.TempDir(), nil) }()
 
 	deliver := func(id uint64) {
 		t.Helper()
@@ -40,13 +41,13 @@ func TestServeWorkerKeepsItsSocket(t *testing.T) {
 		}
 		defer msg.Close()
 		rq := request{id, "joe", home, "joe", "", "", "", "a@example.org", "./Maildir/"}
-		if err := sendFD(fds[0], rq.encode(), msg); err != nil {
+		if err := sendFD(peer, rq.encode(), msg); err != nil {
 			t.Fatal(err)
 		}
-		unix.SetsockoptTimeval(fds[0], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
 		buf := make([]byte, maxPacket)
-		n, _, _, _, err := unix.Recvmsg(fds[0], buf, nil, 0)
-		if err != nil || n == 0 {
+		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := peer.Receive(buf, 0)
+		if err != nil {
 			t.Fatalf("delivery %d: no answer from the worker: %v", id, err)
 		}
 		rep, err := decodeReply(buf[:n])
@@ -72,7 +73,7 @@ func TestServeWorkerKeepsItsSocket(t *testing.T) {
 	}()
 	deliver(2)
 	deliver(3)
-	unix.Shutdown(fds[0], unix.SHUT_WR)
+	peer.CloseWrite()
 	if err := <-done; err != nil {
 		t.Errorf("ServeWorker: %v", err)
 	}
@@ -104,4 +105,15 @@ func TestDeliverLostOrClosed(t *testing.T) {
 	if _, _, err := w.Deliver(2, Request{User: "joe"}, msg); err != ErrClosed {
 		t.Errorf("worker already gone: %v, want ErrClosed", err)
 	}
+}
+
+// testChannel wraps one end of a socket pair as the other program's side.
+func testChannel(t *testing.T, fd int) *pollfd.Channel {
+	t.Helper()
+	ch, err := pollfd.NewChannel(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch.Close() })
+	return ch
 }

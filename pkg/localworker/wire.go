@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 	"strconv"
 
-	"golang.org/x/sys/unix"
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // The worker protocol runs over a SOCK_SEQPACKET socket pair, one packet
@@ -92,37 +94,25 @@ func toBytes(s []string) [][]byte {
 }
 
 // sendFD sends one packet with an open file alongside.
-func sendFD(sock int, data []byte, f *os.File) error {
-	return unix.Sendmsg(sock, data, unix.UnixRights(int(f.Fd())), nil, 0)
+func sendFD(ch *pollfd.Channel, data []byte, f *os.File) error {
+	err := ch.Send(data, int(f.Fd()))
+	runtime.KeepAlive(f) // its descriptor must stay open until it is sent
+	return err
 }
 
-// recvFD receives one packet and the file sent with it, if any.
-func recvFD(sock int, buf, oob []byte) ([]byte, *os.File, error) {
-	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC) // programs must not inherit it
+// recvFD receives one packet and the file sent with it, if any. The
+// file is close-on-exec: delivery programs must not inherit it.
+func recvFD(ch *pollfd.Channel, buf []byte) ([]byte, *os.File, error) {
+	n, fds, err := ch.Receive(buf, 1)
+	if err == io.EOF {
+		return nil, nil, ErrClosed
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if n == 0 && oobn == 0 {
-		return nil, nil, ErrClosed
-	}
 	var file *os.File
-	if oobn > 0 {
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err == nil {
-			for _, m := range msgs {
-				fds, err := unix.ParseUnixRights(&m)
-				if err != nil {
-					continue
-				}
-				for i, fd := range fds {
-					if i == 0 && file == nil {
-						file = os.NewFile(uintptr(fd), "message")
-					} else {
-						unix.Close(fd)
-					}
-				}
-			}
-		}
+	if len(fds) == 1 {
+		file = os.NewFile(uintptr(fds[0]), "message")
 	}
 	return buf[:n], file, nil
 }

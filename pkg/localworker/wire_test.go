@@ -36,16 +36,15 @@ func TestFDPassing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	from, to := testChannel(t, fds[0]), testChannel(t, fds[1])
 	p := filepath.Join(t.TempDir(), "msg")
 	os.WriteFile(p, []byte("Subject: x\n\nbody\n"), 0o644)
 	f, _ := os.Open(p)
 	defer f.Close()
-	if err := sendFD(fds[0], []byte("hello"), f); err != nil {
+	if err := sendFD(from, []byte("hello"), f); err != nil {
 		t.Fatal(err)
 	}
-	data, got, err := recvFD(fds[1], make([]byte, maxPacket), make([]byte, unix.CmsgSpace(16)))
+	data, got, err := recvFD(to, make([]byte, maxPacket))
 	if err != nil || string(data) != "hello" || got == nil {
 		t.Fatalf("recvFD = %q, %v, %v", data, got, err)
 	}
@@ -59,8 +58,8 @@ func TestFDPassing(t *testing.T) {
 	if flags&unix.FD_CLOEXEC == 0 {
 		t.Error("a received message file is not close-on-exec: delivery programs would inherit it")
 	}
-	unix.Shutdown(fds[0], unix.SHUT_WR)
-	if _, _, err := recvFD(fds[1], make([]byte, 16), nil); err != ErrClosed {
+	from.CloseWrite()
+	if _, _, err := recvFD(to, make([]byte, 16)); err != ErrClosed {
 		t.Errorf("after the peer closed: %v, want ErrClosed", err)
 	}
 }

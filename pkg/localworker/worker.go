@@ -7,8 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/privsep"
 )
 
@@ -32,7 +31,7 @@ type Options struct {
 // Worker is one running qmail-local worker, serving one mailbox owner.
 type Worker struct {
 	cmd     *exec.Cmd
-	sock    int
+	sock    *pollfd.Channel
 	sendMu  sync.Mutex
 	mu      sync.Mutex
 	pending map[uint64]chan reply
@@ -44,11 +43,10 @@ type Worker struct {
 
 // Start runs a worker.
 func Start(o Options) (*Worker, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	sock, child, err := pollfd.NewPair()
 	if err != nil {
 		return nil, err
 	}
-	child := os.NewFile(uintptr(fds[1]), "worker socket")
 	cmd := exec.Command(o.Program, "--worker")
 	cmd.Dir = "/"
 	cmd.Env = append(o.Env, "QMAILHOME="+o.Root)
@@ -59,12 +57,12 @@ func Start(o Options) (*Worker, error) {
 			Uid: uint32(o.Owner.UID), Gid: uint32(o.Owner.GID), Groups: []uint32{}}}
 	}
 	if err := cmd.Start(); err != nil {
-		unix.Close(fds[0])
+		sock.Close()
 		child.Close()
 		return nil, err
 	}
 	child.Close()
-	w := &Worker{cmd: cmd, sock: fds[0], pending: map[uint64]chan reply{}, onExit: o.OnExit, done: make(chan struct{})}
+	w := &Worker{cmd: cmd, sock: sock, pending: map[uint64]chan reply{}, onExit: o.OnExit, done: make(chan struct{})}
 	w.idle = time.AfterFunc(IdleTimeout, w.closeIfIdle)
 	go w.read()
 	return w, nil
@@ -112,8 +110,8 @@ func (w *Worker) forget(id uint64) {
 func (w *Worker) read() {
 	buf := make([]byte, maxPacket)
 	for {
-		n, _, _, _, err := unix.Recvmsg(w.sock, buf, nil, 0)
-		if err != nil || n == 0 {
+		n, _, err := w.sock.Receive(buf, 0)
+		if err != nil {
 			break
 		}
 		rep, err := decodeReply(buf[:n])
@@ -141,7 +139,7 @@ func (w *Worker) read() {
 	if w.onExit != nil {
 		w.onExit(w)
 	}
-	unix.Close(w.sock)
+	w.sock.Close()
 	w.cmd.Wait()
 	close(w.done)
 }
@@ -161,7 +159,7 @@ func (w *Worker) closeIfIdle() {
 	}
 	w.mu.Unlock()
 	if idle {
-		unix.Shutdown(w.sock, unix.SHUT_WR)
+		w.sock.CloseWrite()
 	}
 }
 
@@ -170,6 +168,6 @@ func (w *Worker) Close() {
 	w.mu.Lock()
 	w.dead = true
 	w.mu.Unlock()
-	unix.Shutdown(w.sock, unix.SHUT_WR)
+	w.sock.CloseWrite()
 	<-w.done
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quail-mta/quail/pkg/exitcode"
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/qq"
 	"github.com/quail-mta/quail/pkg/reuse"
 )
@@ -53,7 +54,7 @@ func Main() int {
 // in qq.EnvServe) is this very executable, not a wrapper that ran it, and
 // the channel was made by this process's parent. Otherwise qmail-queue
 // queues one message, as qmail's, and fd 3 is not touched again.
-func serveChannel() (*reuse.Channel, bool) {
+func serveChannel() (*pollfd.Channel, bool) {
 	prog, ok := os.LookupEnv(qq.EnvServe)
 	if !ok {
 		return nil, false
@@ -67,6 +68,6 @@ func serveChannel() (*reuse.Channel, bool) {
 	if !reuse.FromParent(fd) {
 		return nil, false
 	}
-	ch, err := reuse.NewChannel(fd)
+	ch, err := pollfd.NewChannel(fd)
 	return ch, err == nil
 }

@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quail-mta/quail/pkg/reuse"
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // Serve mode: an injector that sends many messages (qmail-smtpd, serving
@@ -35,13 +35,13 @@ const EnvServe = "QMAILQUEUE_SERVE"
 const ServeFD = 3
 
 // SendResult reports one message's status on the channel.
-func SendResult(ch *reuse.Channel, code int) error {
+func SendResult(ch *pollfd.Channel, code int) error {
 	return ch.Send([]byte{byte(code)})
 }
 
 // ReceiveMessage waits for the next message on the channel and returns
 // its message and envelope pipes; io.EOF when the injector has closed it.
-func ReceiveMessage(ch *reuse.Channel) (msg, env *os.File, err error) {
+func ReceiveMessage(ch *pollfd.Channel) (msg, env *os.File, err error) {
 	var buf [16]byte
 	_, fds, err := ch.Receive(buf[:], 2)
 	if err != nil {
@@ -51,7 +51,7 @@ func ReceiveMessage(ch *reuse.Channel) (msg, env *os.File, err error) {
 		for _, fd := range fds {
 			syscall.Close(fd)
 		}
-		return nil, nil, reuse.ErrMalformed
+		return nil, nil, pollfd.ErrMalformed
 	}
 	// Read as they come, as qmail-queue reads fd 0 and 1: the injector
 	// sends blocking ends (Keeper.next), which need no poller.
@@ -64,10 +64,10 @@ func ReceiveMessage(ch *reuse.Channel) (msg, env *os.File, err error) {
 type Keeper struct {
 	root, prog string
 	proc       *os.Process
-	ctl        *reuse.Channel // our end of the channel, nil when no program serves
-	exited     chan exit      // the program's exit status, once it has exited
-	serving    bool           // the program has answered on the channel
-	once       bool           // the program does not serve: one process per message
+	ctl        *pollfd.Channel // our end of the channel, nil when no program serves
+	exited     chan exit       // the program's exit status, once it has exited
+	serving    bool            // the program has answered on the channel
+	once       bool            // the program does not serve: one process per message
 }
 
 type exit struct {
@@ -138,7 +138,7 @@ func blockingPipe(name string) (r int, w *os.File, err error) {
 }
 
 func (k *Keeper) spawn() (*Injection, error) {
-	ctl, child, err := reuse.NewPair()
+	ctl, child, err := pollfd.NewPair()
 	if err != nil {
 		return Start(k.root)
 	}
@@ -160,7 +160,7 @@ func (k *Keeper) spawn() (*Injection, error) {
 	// The program's exit answers when the channel cannot: a program that
 	// does not serve may have left fd 3 open in a child of its own, so
 	// the channel's end might never come. The deadline wakes result.
-	go func(p *os.Process, ctl *reuse.Channel, exited chan<- exit) {
+	go func(p *os.Process, ctl *pollfd.Channel, exited chan<- exit) {
 		st, err := p.Wait()
 		exited <- exit{st, err}
 		ctl.SetReadDeadline(time.Unix(1, 0))

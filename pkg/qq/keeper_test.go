@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/reuse"
 	"github.com/quail-mta/quail/queue"
 )
@@ -29,7 +30,7 @@ func fakeServer(dir string) int {
 	if os.Getenv(EnvServe) == "" || !reuse.FromParent(ServeFD) {
 		return 81
 	}
-	ch, err := reuse.NewChannel(ServeFD)
+	ch, err := pollfd.NewChannel(ServeFD)
 	if err != nil {
 		return 81
 	}

@@ -33,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // EnvFD names the variable that tells the program its end of the channel.
@@ -49,7 +51,7 @@ const MaxEnv = 64 << 10
 
 // Worker is a program's end of the channel.
 type Worker struct {
-	ch  *Channel
+	ch  *pollfd.Channel
 	buf []byte // for the handoff packets, kept from one to the next
 }
 
@@ -74,7 +76,7 @@ func FromEnv() *Worker {
 		syscall.Close(fd)
 		return nil
 	}
-	ch, err := NewChannel(fd)
+	ch, err := pollfd.NewChannel(fd)
 	if err != nil {
 		return nil
 	}
@@ -138,27 +140,23 @@ func (w *Worker) Next() (env []string, conn int, err error) {
 		return nil, -1, err
 	}
 	if len(fds) != 1 {
-		return nil, -1, ErrMalformed
+		return nil, -1, pollfd.ErrMalformed
 	}
 	return splitEnv(w.buf[:n]), fds[0], nil
 }
 
+// Handoff sends conn and its environment to the worker at the other end
+// of c: the launcher's half of the protocol.
+func Handoff(c *pollfd.Channel, env []string, conn int) error {
+	b := EncodeEnv(env)
+	if len(b) > MaxEnv {
+		return errors.New("reuse: environment too large to hand over")
+	}
+	return c.Send(b, conn)
+}
+
 // Close gives the channel up: the launcher then counts the process out.
 func (w *Worker) Close() { w.ch.Close() }
-
-func rights(oob []byte) []int {
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil
-	}
-	var fds []int
-	for _, m := range msgs {
-		if f, err := syscall.ParseUnixRights(&m); err == nil {
-			fds = append(fds, f...)
-		}
-	}
-	return fds
-}
 
 func splitEnv(b []byte) []string {
 	var env []string

@@ -11,7 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/quail-mta/quail/pkg/pollfd"
 )
 
 // childArg makes the test binary report what FromEnv made of its fd 3.
@@ -191,9 +192,9 @@ func FuzzSplitEnv(f *testing.F) {
 	})
 }
 
-func channel(t *testing.T, fd int) *Channel {
+func channel(t *testing.T, fd int) *pollfd.Channel {
 	t.Helper()
-	ch, err := NewChannel(fd)
+	ch, err := pollfd.NewChannel(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestNextHandoff(t *testing.T) {
 		}
 		hc := channel(t, hb)
 		defer hc.Close()
-		if err := hc.Handoff(sent, int(pw.Fd())); err != nil {
+		if err := Handoff(hc, sent, int(pw.Fd())); err != nil {
 			t.Errorf("Handoff: %v", err)
 		}
 		pw.Close() // the handed copy is the worker's now
@@ -274,13 +275,13 @@ func TestNextHandoff(t *testing.T) {
 	if got, _ := io.ReadAll(r); string(got) != "through" {
 		t.Errorf("the descriptor is not the one sent: read %q", got)
 	}
-	big, theirs, err := NewPair()
+	big, theirs, err := pollfd.NewPair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer big.Close()
 	defer theirs.Close()
-	if err := big.Handoff([]string{"X=" + strings.Repeat("x", MaxEnv)}, 0); err == nil {
+	if err := Handoff(big, []string{"X=" + strings.Repeat("x", MaxEnv)}, 0); err == nil {
 		t.Error("Handoff sent an environment over MaxEnv")
 	}
 }
@@ -296,44 +297,5 @@ func TestNextMalformed(t *testing.T) {
 	}
 	if err := <-l; err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestChannelReceive: a packet with more descriptors than asked for is
-// malformed and its descriptors closed; a deadline ends the wait.
-func TestChannelReceive(t *testing.T) {
-	a, b := pair(t, syscall.SOCK_SEQPACKET)
-	defer syscall.Close(b)
-	ch := channel(t, a)
-	defer ch.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := syscall.Sendmsg(b, []byte("x"), syscall.UnixRights(int(w.Fd()), int(w.Fd())), nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	buf := make([]byte, 16)
-	if _, fds, err := ch.Receive(buf, 1); err != ErrMalformed || fds != nil {
-		t.Errorf("two descriptors where one was asked for: %v, %v", fds, err)
-	}
-	// Every copy of the pipe's write end is closed again: EOF.
-	if got, err := io.ReadAll(r); err != nil || len(got) != 0 {
-		t.Errorf("pipe: %q, %v; the extra descriptors were kept", got, err)
-	}
-	ch.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, _, err := ch.Receive(buf, 0); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("Receive past the deadline: %v", err)
-	}
-	ch.SetReadDeadline(time.Time{})
-	syscall.Sendmsg(b, []byte("done"), nil, nil, 0)
-	if n, fds, err := ch.Receive(buf, 0); err != nil || string(buf[:n]) != "done" || len(fds) != 0 {
-		t.Errorf("Receive: %q %v %v", buf[:n], fds, err)
-	}
-	syscall.Close(b)
-	if _, _, err := ch.Receive(buf, 0); err != io.EOF {
-		t.Errorf("Receive after the other end closed: %v, want io.EOF", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/reuse"
 	"github.com/quail-mta/quail/pkg/timerslack"
 )
@@ -33,11 +34,11 @@ type pool struct {
 // worker is one program process started with a channel.
 type worker struct {
 	p      *os.Process
-	ch     *reuse.Channel // the launcher's end
-	served int            // connections handed to it, its first included
-	busy   bool           // serving a connection, which holds a -c token
-	open   bool           // the channel may carry another connection
-	gen    int            // counts its idle spells, so a stale idle timer does nothing
+	ch     *pollfd.Channel // the launcher's end
+	served int             // connections handed to it, its first included
+	busy   bool            // serving a connection, which holds a -c token
+	open   bool            // the channel may carry another connection
+	gen    int             // counts its idle spells, so a stale idle timer does nothing
 	timer  *time.Timer
 }
 
@@ -45,7 +46,7 @@ type worker struct {
 // and a channel on fd 3 named by $QUAIL_REUSE_FD. The worker counts as
 // busy with conn; watch must follow once the connection is logged.
 func (s *Server) startWorker(path string, conn *os.File, env []string) (*worker, error) {
-	ours, theirs, err := reuse.NewPair()
+	ours, theirs, err := pollfd.NewPair()
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func (s *Server) handoff(conn int, env []string, f *Facts) bool {
 		w := s.pool.idle[len(s.pool.idle)-1]
 		s.pool.idle = s.pool.idle[:len(s.pool.idle)-1]
 		w.timer.Stop()
-		if err := w.ch.Handoff(env, conn); err != nil {
+		if err := reuse.Handoff(w.ch, env, conn); err != nil {
 			// EPIPE or ECONNREFUSED: its process is gone or no longer
 			// listens. (An idle worker's buffer is empty, so EAGAIN
 			// cannot mean "wait".) Its exit is still reaped.

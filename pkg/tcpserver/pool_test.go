@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quail-mta/quail/pkg/pollfd"
 	"github.com/quail-mta/quail/pkg/reuse"
 	"github.com/quail-mta/quail/pkg/testutil"
 )
@@ -360,7 +361,7 @@ func TestHandoffSkipsDeadWorker(t *testing.T) {
 	s.o.Reuse = 5
 	self, _ := os.FindProcess(os.Getpid())
 	mk := func() (*worker, *os.File) {
-		ours, theirs, err := reuse.NewPair()
+		ours, theirs, err := pollfd.NewPair()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package reuse
+package pollfd
 
 import (
 	"errors"
@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// Channel is one end of a SOCK_SEQPACKET socket pair, used through Go's
-// poller: a goroutine waiting on it is parked, not a thread blocked in a
-// system call, which the runtime's monitor would keep polling.
+// Channel is one end of a SOCK_SEQPACKET socket pair, used through the
+// poller: one packet per Send and Receive, with descriptors passed along
+// (SCM_RIGHTS). Its methods are safe for concurrent use.
 type Channel struct {
 	f  *os.File
 	rc syscall.RawConn
@@ -19,11 +19,11 @@ type Channel struct {
 // NewChannel takes fd, a SOCK_SEQPACKET socket, for the Channel, which
 // then owns it.
 func NewChannel(fd int) (*Channel, error) {
-	if err := syscall.SetNonblock(fd, true); err != nil {
+	f, err := File(fd, "channel")
+	if err != nil {
 		syscall.Close(fd)
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "channel")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
@@ -46,16 +46,6 @@ func NewPair() (ours *Channel, theirs *os.File, err error) {
 	return ours, os.NewFile(uintptr(fds[1]), "channel"), nil
 }
 
-// Handoff sends conn and its environment to the worker at the other end:
-// the launcher's half of the protocol.
-func (c *Channel) Handoff(env []string, conn int) error {
-	b := EncodeEnv(env)
-	if len(b) > MaxEnv {
-		return errors.New("reuse: environment too large to hand over")
-	}
-	return c.Send(b, conn)
-}
-
 // Send sends p as one packet, with fds passed along when given.
 func (c *Channel) Send(p []byte, fds ...int) error {
 	var oob []byte
@@ -75,7 +65,7 @@ func (c *Channel) Send(p []byte, fds ...int) error {
 
 // ErrMalformed is a packet that carries more descriptors than asked for,
 // or was cut short.
-var ErrMalformed = errors.New("reuse: malformed packet on the channel")
+var ErrMalformed = errors.New("malformed packet on a channel")
 
 // Receive waits for one packet, reads its data into buf and returns the
 // descriptors it carries, at most maxFDs (the caller owns them; any
@@ -114,5 +104,30 @@ func (c *Channel) Receive(buf []byte, maxFDs int) (n int, fds []int, err error) 
 // error wrapping os.ErrDeadlineExceeded.
 func (c *Channel) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
 
+// CloseWrite shuts down this end's sending side: the other end receives
+// io.EOF, and this end can still receive what it has coming.
+func (c *Channel) CloseWrite() error {
+	var serr error
+	if err := c.rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_WR) }); err != nil {
+		return err
+	}
+	return serr
+}
+
 // Close closes this end; the other end then receives io.EOF.
 func (c *Channel) Close() error { return c.f.Close() }
+
+// rights returns the descriptors an SCM_RIGHTS message carries.
+func rights(oob []byte) []int {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if f, err := syscall.ParseUnixRights(&m); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
+}

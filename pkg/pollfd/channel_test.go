@@ -1,0 +1,52 @@
+package pollfd
+
+import (
+	"errors"
+	"io"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestChannelReceive: a packet with more descriptors than asked for is
+// malformed and its descriptors closed; a deadline ends the wait.
+func TestChannelReceive(t *testing.T) {
+	a, b := pair(t)
+	defer syscall.Close(b)
+	ch, err := NewChannel(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := syscall.Sendmsg(b, []byte("x"), syscall.UnixRights(int(w.Fd()), int(w.Fd())), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	buf := make([]byte, 16)
+	if _, fds, err := ch.Receive(buf, 1); err != ErrMalformed || fds != nil {
+		t.Errorf("two descriptors where one was asked for: %v, %v", fds, err)
+	}
+	// Every copy of the pipe's write end is closed again: EOF.
+	if got, err := io.ReadAll(r); err != nil || len(got) != 0 {
+		t.Errorf("pipe: %q, %v; the extra descriptors were kept", got, err)
+	}
+	ch.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, _, err := ch.Receive(buf, 0); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Receive past the deadline: %v", err)
+	}
+	ch.SetReadDeadline(time.Time{})
+	syscall.Sendmsg(b, []byte("done"), nil, nil, 0)
+	if n, fds, err := ch.Receive(buf, 0); err != nil || string(buf[:n]) != "done" || len(fds) != 0 {
+		t.Errorf("Receive: %q %v %v", buf[:n], fds, err)
+	}
+	syscall.Close(b)
+	if _, _, err := ch.Receive(buf, 0); err != io.EOF {
+		t.Errorf("Receive after the other end closed: %v, want io.EOF", err)
+	}
+}
