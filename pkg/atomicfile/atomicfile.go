@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -92,6 +93,83 @@ func SyncDir(dir string) error {
 	defer unix.Close(fd)
 	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// SyncDirShared is SyncDir for the goroutines of one process that change
+// the same directory at once, such as a qmail-local worker's deliveries
+// into one Maildir's new/. Each call returns once an fsync of dir that
+// started after the call has ended, as SyncDir's own would have: but
+// calls that arrive while one fsync is running share the next, so a
+// burst of n calls costs two fsyncs, not n.
+func SyncDirShared(dir string) error { return sharedSyncs.sync(dir) }
+
+var sharedSyncs = dirSyncs{syncDir: SyncDir}
+
+// dirSyncs runs the fsyncs of SyncDirShared, one at a time per
+// directory.
+type dirSyncs struct {
+	syncDir func(string) error
+	mu      sync.Mutex
+	dirs    map[string]*dirSync
+}
+
+// dirSync is one directory's state. Its fsyncs are numbered in the order
+// they start; only one runs at a time.
+type dirSync struct {
+	users    int        // calls in progress; the entry goes with the last
+	running  bool       // an fsync is running
+	started  uint64     // number of the last fsync started
+	done     uint64     // number of the last fsync ended
+	failedAt uint64     // number of the last fsync that failed
+	err      error      // its error
+	ended    *sync.Cond // signalled when an fsync ends
+}
+
+func (d *dirSyncs) sync(dir string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dirs == nil {
+		d.dirs = map[string]*dirSync{}
+	}
+	s := d.dirs[dir]
+	if s == nil {
+		s = &dirSync{ended: sync.NewCond(&d.mu)}
+		d.dirs[dir] = s
+	}
+	s.users++
+	defer func() {
+		if s.users--; s.users == 0 {
+			delete(d.dirs, dir)
+		}
+	}()
+	// The caller's change is made: the first fsync to start from now on
+	// covers it. One running now may have started before the change.
+	need := s.started + 1
+	for s.done < need {
+		if s.running {
+			s.ended.Wait()
+			continue
+		}
+		s.running = true
+		s.started++
+		n := s.started
+		d.mu.Unlock()
+		err := d.syncDir(dir)
+		d.mu.Lock()
+		s.running = false
+		s.done = n
+		if err != nil {
+			s.failedAt, s.err = n, err
+		}
+		s.ended.Broadcast()
+	}
+	// A failure of any fsync from need on may have lost the change: a
+	// later fsync's success does not say the directory reached the disk
+	// (Linux reports a writeback error to one fsync only).
+	if s.failedAt >= need {
+		return s.err
 	}
 	return nil
 }

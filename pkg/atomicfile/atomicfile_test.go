@@ -1,11 +1,15 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestWriteFile(t *testing.T) {
@@ -90,5 +94,106 @@ func TestWriteFromOwned(t *testing.T) {
 	sys := st.Sys().(*syscall.Stat_t)
 	if int(sys.Uid) != owner.UID || int(sys.Gid) != owner.GID || st.Mode()&os.ModeSetuid == 0 || st.Mode().Perm() != 0o711 {
 		t.Errorf("got %d:%d %v, want %d:%d setuid 0711", sys.Uid, sys.Gid, st.Mode(), owner.UID, owner.GID)
+	}
+}
+
+// TestSyncDirShared: every call returns after an fsync that started
+// after the call, and calls made while one runs share the next.
+func TestSyncDirShared(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		changes int   // changes made so far
+		synced  int   // changes covered by the last fsync to end
+		syncs   int   // fsyncs run
+		running int32 // fsyncs running at once
+	)
+	release := make(chan struct{})
+	d := dirSyncs{syncDir: func(string) error {
+		if atomic.AddInt32(&running, 1) > 1 {
+			t.Error("two fsyncs of one directory at once")
+		}
+		mu.Lock()
+		covered := changes // what this fsync sees, as it starts
+		syncs++
+		first := syncs == 1
+		mu.Unlock()
+		if first {
+			<-release // hold the first while the others arrive
+		}
+		mu.Lock()
+		synced = covered
+		mu.Unlock()
+		atomic.AddInt32(&running, -1)
+		return nil
+	}}
+	const callers = 20
+	var wg sync.WaitGroup
+	call := func() {
+		defer wg.Done()
+		mu.Lock()
+		changes++
+		mine := changes
+		mu.Unlock()
+		if err := d.sync("new"); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		if synced < mine {
+			t.Errorf("change %d returned after an fsync that covered only %d", mine, synced)
+		}
+		mu.Unlock()
+	}
+	wg.Add(1)
+	go call()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := syncs
+		mu.Unlock()
+		if n == 1 {
+			break // the first fsync is running
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the first call ran no fsync")
+		}
+	}
+	wg.Add(callers - 1)
+	for range callers - 1 {
+		go call()
+	}
+	time.Sleep(50 * time.Millisecond) // let them all wait behind the first
+	close(release)
+	wg.Wait()
+	if syncs != 2 {
+		t.Errorf("%d calls, %d of them during the first fsync, took %d fsyncs, want 2", callers, callers-1, syncs)
+	}
+	if len(d.dirs) != 0 {
+		t.Errorf("%d directories still tracked after every call returned", len(d.dirs))
+	}
+}
+
+// TestSyncDirSharedFailure: a failed fsync fails the call it was to
+// cover; a call after it runs an fsync of its own.
+func TestSyncDirSharedFailure(t *testing.T) {
+	fail := errors.New("EIO")
+	var calls int
+	d := dirSyncs{syncDir: func(string) error {
+		calls++
+		if calls == 1 {
+			return fail
+		}
+		return nil
+	}}
+	if err := d.sync("new"); !errors.Is(err, fail) {
+		t.Errorf("first call: %v, want the fsync's error", err)
+	}
+	if err := d.sync("new"); err != nil {
+		t.Errorf("a call after the failure: %v", err)
+	}
+	if err := SyncDirShared(t.TempDir()); err != nil {
+		t.Errorf("SyncDirShared of a real directory: %v", err)
+	}
+	if err := SyncDirShared(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("SyncDirShared of a missing directory succeeded")
 	}
 }

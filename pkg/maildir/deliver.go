@@ -60,7 +60,9 @@ func Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, error) {
 //     POP3 server lists sizes without reading messages; see NameSizes; a
 //     fresh NAME if that exists; rename where the file system has no hard
 //     links), then remove tmp/NAME;
-//  5. fsync new/, so the new name survives a power loss.
+//  5. fsync new/, so the new name survives a power loss; deliveries into
+//     one Maildir at once in this process share their fsyncs
+//     (atomicfile.SyncDirShared).
 //
 // The message is in new/ and durable once Deliver returns nil, and never
 // visible in new/ before it is complete. On failure the error is an *Error
@@ -146,7 +148,7 @@ func (w *Writer) Deliver(dir string, msg io.Reader, prefix []byte) (Delivery, er
 	}
 	linked = true
 	os.Remove(tmpPath) // gone already after the rename fallback
-	syncDir := atomicfile.SyncDir
+	syncDir := atomicfile.SyncDirShared
 	if w.syncDir != nil {
 		syncDir = w.syncDir
 	}
