@@ -658,24 +658,10 @@ func (t *tagger) write(b []byte) {
 // tagged.
 const maxLine = 16 << 10
 
-// gatherDelay is how long copy lets a part's log gather after each batch
-// it wrote before it reads again.
-var gatherDelay = 50 * time.Millisecond
-
 // copy copies r's lines to the tagger until EOF. The first line holding
 // "status: " (tcpserver -v's and qmail-send's first status line, written
 // once they are listening or running) calls ready. The whole lines that
 // one read brought are tagged and written together, in one write.
-//
-// After a batch copy waits gatherDelay before it reads again. Under load
-// the parts write a line or two per message each, and reading, tagging
-// and writing each as it came, with the runtime's monitor woken every
-// time, cost this process about 5 context switches per message in
-// bench-smtp.sh; with the wait it is about 3 (the poller still wakes at
-// each write into the pipe). An idle part's next line is read as soon
-// as it comes. A batch of half the buffer or more means a log so busy
-// that the pipe (64 KB) could fill during the wait and stall its
-// writer, so then copy reads again at once.
 func (t *tagger) copy(tag string, r io.Reader, ready func()) {
 	br := bufio.NewReaderSize(r, maxLine)
 	out := make([]byte, 0, 2*(len(tag)+2+maxLine+1))
@@ -706,9 +692,6 @@ func (t *tagger) copy(tag string, r io.Reader, ready func()) {
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
-		}
-		if len(out) > 0 && len(out) < maxLine/2 {
-			time.Sleep(gatherDelay)
 		}
 	}
 }

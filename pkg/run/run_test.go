@@ -374,42 +374,6 @@ func TestTaggerSplitsLongLines(t *testing.T) {
 	}
 }
 
-// TestTaggerGathers: lines a part writes while the copier waits after a
-// batch come out in one write, each still whole and tagged.
-func TestTaggerGathers(t *testing.T) {
-	defer func(d time.Duration) { gatherDelay = d }(gatherDelay)
-	gatherDelay = 300 * time.Millisecond
-	out := &writeCounter{}
-	tg := &tagger{w: out}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		tg.copy("smtp", pr, func() {})
-		close(done)
-	}()
-	pw.Write([]byte("first\n"))
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "first") && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	// The copier is in its wait now: three writes, one read.
-	pw.Write([]byte("second\n"))
-	time.Sleep(20 * time.Millisecond)
-	pw.Write([]byte("third\n"))
-	time.Sleep(20 * time.Millisecond)
-	pw.Write([]byte("fourth\n"))
-	pw.Close()
-	<-done
-	if want := "smtp: first\nsmtp: second\nsmtp: third\nsmtp: fourth\n"; out.String() != want {
-		t.Errorf("tagged output %q, want %q", out.String(), want)
-	}
-	if out.writes != 2 {
-		t.Errorf("%d writes, want 2: the first line, then the three written during the wait", out.writes)
-	}
-}
-
 // benchLog is a burst of typical log lines: tcpserver's and qmail-send's.
 var benchLog = strings.Repeat("tcpserver: ok 8484 mail.example.test:127.0.0.1:2525 :127.0.0.1::48942\nsend: delivery 1: success: did_1+0+0/\n", 500)
 
