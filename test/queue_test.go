@@ -240,31 +240,46 @@ func TestDeliverySidePipesPoll(t *testing.T) {
 	u := startUnit(t, root, record, nil)
 	defer u.term(t)
 	want := map[string][]int{"qmail-send": {1, 2, 3, 4, 5, 6}, "qmail-lspawn": {0, 1}, "qmail-rspawn": {0, 1}, "qmail-clean": {0, 1}}
-	seen := map[string]bool{}
-	for deadline := time.Now().Add(10 * time.Second); len(seen) < len(want) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	// A program is checked until all its descriptors are non-blocking:
+	// it sets them once its main runs, a moment after it shows its name.
+	blocking := map[string][]int{}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		for _, pid := range children(u.cmd.Process.Pid) {
 			name, _, _ := procIdentity(pid)
 			fds, ok := want[name]
-			if !ok || seen[name] {
+			if !ok {
 				continue
 			}
-			if name == "qmail-send" && !nonBlocking(t, pid, 6) {
-				continue // not past its start yet
-			}
+			var still []int
 			for _, fd := range fds {
 				if !nonBlocking(t, pid, fd) {
-					t.Errorf("%s: fd %d is blocking", name, fd)
+					still = append(still, fd)
 				}
 			}
-			if name == "qmail-send" && nonBlocking(t, pid, 0) {
+			blocking[name] = still
+			if name == "qmail-send" && len(still) == 0 && nonBlocking(t, pid, 0) {
 				t.Error("qmail-send made its log (fd 0) non-blocking: programs sharing it would lose lines")
 			}
-			seen[name] = true
+		}
+		done := len(blocking) == len(want)
+		for _, still := range blocking {
+			done = done && len(still) == 0
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 	}
-	if len(seen) != len(want) {
-		t.Errorf("found only %v among qmail-start's children; log:\n%s", seen, u.log)
+	for name := range want {
+		if still, ok := blocking[name]; !ok {
+			t.Errorf("%s not found among qmail-start's children", name)
+		} else if len(still) > 0 {
+			t.Errorf("%s: fds %v are blocking", name, still)
+		}
 	}
+	t.Logf("log:\n%s", u.log)
 }
 
 // nonBlocking reports whether a process's descriptor has O_NONBLOCK

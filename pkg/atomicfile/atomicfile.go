@@ -99,10 +99,10 @@ func SyncDir(dir string) error {
 
 // SyncDirShared is SyncDir for the goroutines of one process that change
 // the same directory at once, such as a qmail-local worker's deliveries
-// into one Maildir's new/. Each call returns once an fsync of dir that
-// started after the call has ended, as SyncDir's own would have: but
-// calls that arrive while one fsync is running share the next, so a
-// burst of n calls costs two fsyncs, not n.
+// into one Maildir's new/. Each call waits for the first fsync of dir to
+// start after the call, as SyncDir's own would be, and returns its
+// result; but calls that arrive while one fsync is running share the
+// next, so a burst of n calls costs two fsyncs, not n.
 func SyncDirShared(dir string) error { return sharedSyncs.sync(dir) }
 
 var sharedSyncs = dirSyncs{syncDir: SyncDir}
@@ -115,16 +115,18 @@ type dirSyncs struct {
 	dirs    map[string]*dirSync
 }
 
-// dirSync is one directory's state. Its fsyncs are numbered in the order
-// they start; only one runs at a time.
+// dirSync is one directory's state.
 type dirSync struct {
-	users    int        // calls in progress; the entry goes with the last
-	running  bool       // an fsync is running
-	started  uint64     // number of the last fsync started
-	done     uint64     // number of the last fsync ended
-	failedAt uint64     // number of the last fsync that failed
-	err      error      // its error
-	ended    *sync.Cond // signalled when an fsync ends
+	users   int        // calls in progress; the entry goes with the last
+	running *syncRound // the fsync running, if any
+	next    *syncRound // the one that starts next, for the calls since
+	ended   *sync.Cond // signalled when an fsync ends
+}
+
+// syncRound is one fsync and the calls that wait for it.
+type syncRound struct {
+	done bool
+	err  error
 }
 
 func (d *dirSyncs) sync(dir string) error {
@@ -144,32 +146,29 @@ func (d *dirSyncs) sync(dir string) error {
 			delete(d.dirs, dir)
 		}
 	}()
-	// The caller's change is made: the first fsync to start from now on
-	// covers it. One running now may have started before the change.
-	need := s.started + 1
-	for s.done < need {
-		if s.running {
+	// The caller's change is made, so the next fsync to start covers it;
+	// the one running may have started before the change.
+	if s.next == nil {
+		s.next = &syncRound{}
+	}
+	r := s.next
+	for !r.done {
+		if s.running != nil {
 			s.ended.Wait()
 			continue
 		}
-		s.running = true
-		s.started++
-		n := s.started
+		// r has not started (it would be running or done) and is still
+		// the next: start it.
+		s.running, s.next = r, nil
 		d.mu.Unlock()
 		err := d.syncDir(dir)
 		d.mu.Lock()
-		s.running = false
-		s.done = n
-		if err != nil {
-			s.failedAt, s.err = n, err
-		}
+		r.done, r.err = true, err
+		s.running = nil
 		s.ended.Broadcast()
 	}
-	// A failure of any fsync from need on may have lost the change: a
-	// later fsync's success does not say the directory reached the disk
-	// (Linux reports a writeback error to one fsync only).
-	if s.failedAt >= need {
-		return s.err
-	}
-	return nil
+	// Its result alone says whether the change is on disk: a later
+	// fsync's success would not (Linux reports a writeback error to one
+	// fsync only), and a later failure does not concern it.
+	return r.err
 }

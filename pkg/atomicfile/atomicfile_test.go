@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -97,98 +96,142 @@ func TestWriteFromOwned(t *testing.T) {
 	}
 }
 
-// TestSyncDirShared: every call returns after an fsync that started
-// after the call, and calls made while one runs share the next.
-func TestSyncDirShared(t *testing.T) {
-	var (
-		mu      sync.Mutex
-		changes int   // changes made so far
-		synced  int   // changes covered by the last fsync to end
-		syncs   int   // fsyncs run
-		running int32 // fsyncs running at once
-	)
-	release := make(chan struct{})
-	d := dirSyncs{syncDir: func(string) error {
-		if atomic.AddInt32(&running, 1) > 1 {
-			t.Error("two fsyncs of one directory at once")
-		}
-		mu.Lock()
-		covered := changes // what this fsync sees, as it starts
-		syncs++
-		first := syncs == 1
-		mu.Unlock()
-		if first {
-			<-release // hold the first while the others arrive
-		}
-		mu.Lock()
-		synced = covered
-		mu.Unlock()
-		atomic.AddInt32(&running, -1)
-		return nil
-	}}
-	const callers = 20
-	var wg sync.WaitGroup
-	call := func() {
-		defer wg.Done()
-		mu.Lock()
-		changes++
-		mine := changes
-		mu.Unlock()
-		if err := d.sync("new"); err != nil {
-			t.Error(err)
-		}
-		mu.Lock()
-		if synced < mine {
-			t.Errorf("change %d returned after an fsync that covered only %d", mine, synced)
-		}
-		mu.Unlock()
-	}
-	wg.Add(1)
-	go call()
+// waitUsers waits until n calls are in d.sync for dir.
+func waitUsers(t *testing.T, d *dirSyncs, dir string, n int) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		mu.Lock()
-		n := syncs
-		mu.Unlock()
-		if n == 1 {
-			break // the first fsync is running
+		d.mu.Lock()
+		users := 0
+		if s := d.dirs[dir]; s != nil {
+			users = s.users
+		}
+		d.mu.Unlock()
+		if users == n {
+			return
 		}
 		if time.Now().After(deadline) {
-			close(release)
-			t.Fatal("the first call ran no fsync")
+			t.Fatalf("%d calls waiting, want %d", users, n)
 		}
 	}
-	wg.Add(callers - 1)
-	for range callers - 1 {
-		go call()
+}
+
+// gatedSync is an fsync the test lets end, with the result it chooses.
+type gatedSync struct {
+	started chan int      // the number of each fsync, as it starts
+	results [8]chan error // what fsync number i returns
+	running atomic.Int32  // fsyncs running at once
+	count   atomic.Int32  // fsyncs started
+	t       *testing.T
+}
+
+func newGatedSync(t *testing.T) *gatedSync {
+	g := &gatedSync{started: make(chan int, 8), t: t}
+	for i := range g.results {
+		g.results[i] = make(chan error, 1)
 	}
-	time.Sleep(50 * time.Millisecond) // let them all wait behind the first
-	close(release)
-	wg.Wait()
-	if syncs != 2 {
-		t.Errorf("%d calls, %d of them during the first fsync, took %d fsyncs, want 2", callers, callers-1, syncs)
+	return g
+}
+
+func (g *gatedSync) syncDir(string) error {
+	if g.running.Add(1) > 1 {
+		g.t.Error("two fsyncs of one directory at once")
+	}
+	defer g.running.Add(-1)
+	n := int(g.count.Add(1)) - 1
+	g.started <- n
+	return <-g.results[n]
+}
+
+// next waits for the next fsync to start and returns its number.
+func (g *gatedSync) next(t *testing.T) int {
+	t.Helper()
+	select {
+	case n := <-g.started:
+		return n
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fsync started")
+		return -1
+	}
+}
+
+// TestSyncDirShared: calls made while an fsync runs wait for the next,
+// and share it: twenty calls, nineteen of them during the first fsync,
+// take two.
+func TestSyncDirShared(t *testing.T) {
+	g := newGatedSync(t)
+	d := &dirSyncs{syncDir: g.syncDir}
+	errs := make(chan error, 20)
+	go func() { errs <- d.sync("new") }()
+	first := g.next(t)
+	for range 19 {
+		go func() { errs <- d.sync("new") }()
+	}
+	waitUsers(t, d, "new", 20)
+	g.results[first] <- nil
+	second := g.next(t)
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first call did not return when its fsync ended")
+	}
+	select {
+	case <-errs:
+		t.Fatal("a call made during the first fsync returned before the second ended")
+	case <-time.After(20 * time.Millisecond):
+	}
+	g.results[second] <- nil
+	for range 19 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := g.count.Load(); n != 2 {
+		t.Errorf("%d fsyncs, want 2", n)
 	}
 	if len(d.dirs) != 0 {
 		t.Errorf("%d directories still tracked after every call returned", len(d.dirs))
 	}
 }
 
-// TestSyncDirSharedFailure: a failed fsync fails the call it was to
-// cover; a call after it runs an fsync of its own.
+// TestSyncDirSharedFailure: a failed fsync fails exactly the calls it
+// was to cover: not the one before, whose fsync succeeded, nor one that
+// came while it ran and waited for the next.
 func TestSyncDirSharedFailure(t *testing.T) {
-	fail := errors.New("EIO")
-	var calls int
-	d := dirSyncs{syncDir: func(string) error {
-		calls++
-		if calls == 1 {
-			return fail
-		}
-		return nil
-	}}
-	if err := d.sync("new"); !errors.Is(err, fail) {
-		t.Errorf("first call: %v, want the fsync's error", err)
+	g := newGatedSync(t)
+	d := &dirSyncs{syncDir: g.syncDir}
+	eio := errors.New("EIO")
+	call := func() chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- d.sync("new") }()
+		return ch
 	}
-	if err := d.sync("new"); err != nil {
-		t.Errorf("a call after the failure: %v", err)
+	a := call()
+	first := g.next(t)
+	var bs []chan error
+	for range 3 {
+		bs = append(bs, call())
+	}
+	waitUsers(t, d, "new", 4)
+	g.results[first] <- nil
+	second := g.next(t)
+	c := call()
+	waitUsers(t, d, "new", 4) // a has returned; the bs and c wait
+	g.results[second] <- eio
+	third := g.next(t)
+	g.results[third] <- nil
+	if err := <-a; err != nil {
+		t.Errorf("the call covered by the first fsync: %v", err)
+	}
+	for i, b := range bs {
+		if err := <-b; !errors.Is(err, eio) {
+			t.Errorf("call %d, covered by the failed fsync: %v, want its error", i, err)
+		}
+	}
+	if err := <-c; err != nil {
+		t.Errorf("the call that came during the failed fsync: %v, want the next one's success", err)
 	}
 	if err := SyncDirShared(t.TempDir()); err != nil {
 		t.Errorf("SyncDirShared of a real directory: %v", err)

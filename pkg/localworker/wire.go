@@ -120,6 +120,11 @@ func recvFD(ch *pollfd.Channel, buf []byte) ([]byte, *os.File, error) {
 // ErrClosed means the other end of the worker socket is gone.
 var ErrClosed = errors.New("worker socket closed")
 
+// ErrTooLarge is a request over maxPacket: addresses or a home directory
+// far longer than any real one. The worker would take it for a malformed
+// packet and end, so it is never sent.
+var ErrTooLarge = errors.New("delivery request over 64 KB")
+
 // ErrLost means a worker ended while a delivery it had been sent was in
 // flight.
 var ErrLost = errors.New("worker ended during the delivery")

@@ -1,6 +1,7 @@
 package localworker
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,4 +76,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		decodeReply(b)
 	})
+}
+
+// A request too large for one packet is refused before it is sent: the
+// worker would take the cut packet for a malformed one and end.
+func TestDeliverRefusesOversizedRequest(t *testing.T) {
+	var w Worker // not started: the refusal comes first
+	_, _, err := w.Deliver(1, Request{Sender: strings.Repeat("s", maxPacket) + "@example.org"}, nil)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Deliver with a %d-byte sender: %v, want ErrTooLarge", maxPacket, err)
+	}
 }

@@ -74,8 +74,13 @@ func Start(o Options) (*Worker, error) {
 // another worker may make it. ErrLost means the worker ended after it
 // was sent: the delivery may or may not have happened, and must not be
 // made again at once (qmail-send retries it later, as after a crash).
+// ErrTooLarge means the request cannot be sent at all.
 func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, error) {
 	r := request{id, rq.User, rq.Home, rq.Local, rq.Dash, rq.Ext, rq.Domain, rq.Sender, rq.DefaultDelivery}
+	packet := r.encode()
+	if len(packet) > maxPacket {
+		return 0, nil, ErrTooLarge
+	}
 	ch := make(chan reply, 1)
 	w.mu.Lock()
 	if w.dead {
@@ -86,7 +91,7 @@ func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, erro
 	w.idle.Stop()
 	w.mu.Unlock()
 	w.sendMu.Lock()
-	err := sendFD(w.sock, r.encode(), msg)
+	err := sendFD(w.sock, packet, msg)
 	w.sendMu.Unlock()
 	if err != nil {
 		w.forget(id)

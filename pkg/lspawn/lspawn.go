@@ -102,6 +102,9 @@ func (s *Spawner) Deliver(c spawn.Command) string {
 		if errors.Is(err, localworker.ErrClosed) && try == 0 {
 			continue
 		}
+		if errors.Is(err, localworker.ErrTooLarge) {
+			return "DSorry, the envelope of this delivery is too long. (#5.1.3)\n"
+		}
 		if err != nil {
 			return dotqmail.LspawnReport(0, true, nil)
 		}

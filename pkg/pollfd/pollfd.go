@@ -12,10 +12,12 @@
 // poller gives its processor back, and the monitor sleeps until there is
 // work. In bench-smtp.sh that was 7 of 96 context switches per message.
 //
-// Only descriptors private to two of quail's programs belong here: the
-// non-blocking flag belongs to the open file description, so it would
-// also change a log pipe or a terminal shared with other programs, which
-// expect their writes to block.
+// Only descriptors that no program outside quail's reads or writes
+// expecting blocking belong here: the non-blocking flag belongs to the
+// open file description, so it would also change a log pipe or a
+// terminal shared with other programs. (qmail-send's fd 2, the pipe from
+// qmail-lspawn, is also inherited by the qmail-queue it runs for each
+// bounce, as in qmail; being a read end, it takes no writes either way.)
 package pollfd
 
 import (
@@ -34,12 +36,18 @@ func File(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// Inherited is File for a descriptor a program was started with: if it
-// cannot be made non-blocking (it is not open, say) it is returned as
-// os.NewFile would, and the first read or write reports the trouble.
+// Inherited is File for a descriptor a program was started with, when
+// it is a pipe or a socket, as qmail-start gives. Anything else (a
+// terminal, when an admin runs the program by hand) is left as it is
+// and returned as os.NewFile would: setting a terminal non-blocking
+// would outlive the program and break the shell. So would a descriptor
+// that is not open; its first read or write reports the trouble.
 func Inherited(fd int, name string) *os.File {
-	if f, err := File(fd, name); err == nil {
-		return f
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && (st.Mode&unix.S_IFMT == unix.S_IFIFO || st.Mode&unix.S_IFMT == unix.S_IFSOCK) {
+		if f, err := File(fd, name); err == nil {
+			return f
+		}
 	}
 	return os.NewFile(uintptr(fd), name)
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -62,14 +63,37 @@ func TestFile(t *testing.T) {
 	}
 }
 
-// TestInheritedClosed: a descriptor that is not open still gives a
-// file, whose use reports the trouble.
-func TestInheritedClosed(t *testing.T) {
+// TestInherited: a pipe becomes pollable; a character device (as a
+// terminal would be) is left blocking; a descriptor that is not open
+// still gives a file, whose use reports the trouble.
+func TestInherited(t *testing.T) {
+	nonBlocking := func(fd int) bool {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fl&unix.O_NONBLOCK != 0
+	}
 	r, w := pipe(t)
-	syscall.Close(r)
-	syscall.Close(w)
-	f := Inherited(r, "gone")
-	if _, err := f.Read(make([]byte, 1)); err == nil {
+	defer syscall.Close(w)
+	f := Inherited(r, "pipe")
+	defer f.Close()
+	if !nonBlocking(r) {
+		t.Error("an inherited pipe was left blocking")
+	}
+	null, err := syscall.Open("/dev/null", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := Inherited(null, "/dev/null")
+	defer dev.Close()
+	if nonBlocking(null) {
+		t.Error("an inherited character device was made non-blocking")
+	}
+	gr, gw := pipe(t)
+	syscall.Close(gr)
+	syscall.Close(gw)
+	if _, err := Inherited(gr, "gone").Read(make([]byte, 1)); err == nil {
 		t.Error("read of a closed descriptor succeeded")
 	}
 }
@@ -140,13 +164,18 @@ func TestWaitsHoldNoThread(t *testing.T) {
 		}
 		peers = append(peers, b, w)
 	}
+	var returned atomic.Int32 // waits that ended: none may before the peers close
 	polled := waitFor(0, func(i int) {
 		if i%2 == 0 {
 			chans[i].Receive(make([]byte, 8), 0)
 		} else {
 			files[i].Read(make([]byte, 8))
 		}
+		returned.Add(1)
 	})
+	if n := returned.Load(); n != 0 {
+		t.Fatalf("%d of %d waits in the poller returned before anything was sent", n, waiters)
+	}
 	var blockers []int
 	for range waiters {
 		r, w := pipe(t)
