@@ -20,7 +20,6 @@ func ServeWorker(fd int, root string, env []string) error {
 		return err
 	}
 	defer sock.Close()
-	var mu sync.Mutex // one writer at a time on the socket
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	buf := make([]byte, maxPacket)
@@ -46,12 +45,10 @@ func ServeWorker(fd int, root string, env []string) error {
 				Root: root, User: req.user, Home: req.home, Local: req.local, Dash: req.dash,
 				Ext: req.ext, Domain: req.domain, Sender: req.sender, DefaultDelivery: req.defaultDel, Env: env,
 			}, msg, &out)
-			mu.Lock()
-			defer mu.Unlock()
-			if err := sock.Send(reply{req.id, status, out.b}.encode()); err != nil {
-				// qmail-lspawn is gone; it reports the delivery as crashed.
-				_ = err
-			}
+			// Sends may run at once: each is one whole packet. An error
+			// means qmail-lspawn is gone; it reports the delivery as
+			// crashed.
+			_ = sock.Send(reply{req.id, status, out.b}.encode())
 		})
 	}
 }

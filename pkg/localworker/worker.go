@@ -32,7 +32,6 @@ type Options struct {
 type Worker struct {
 	cmd     *exec.Cmd
 	sock    *pollfd.Channel
-	sendMu  sync.Mutex
 	mu      sync.Mutex
 	pending map[uint64]chan reply
 	dead    bool
@@ -90,9 +89,7 @@ func (w *Worker) Deliver(id uint64, rq Request, msg *os.File) (int, []byte, erro
 	w.pending[id] = ch
 	w.idle.Stop()
 	w.mu.Unlock()
-	w.sendMu.Lock()
-	err := sendFD(w.sock, packet, msg)
-	w.sendMu.Unlock()
+	err := sendFD(w.sock, packet, msg) // safe alongside other sends: one packet each
 	if err != nil {
 		w.forget(id)
 		return 0, nil, err

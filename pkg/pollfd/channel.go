@@ -2,6 +2,7 @@ package pollfd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -64,7 +65,7 @@ func (c *Channel) Send(p []byte, fds ...int) error {
 }
 
 // ErrMalformed is a packet that carries more descriptors than asked for,
-// or was cut short.
+// or was cut short, or whose descriptors the kernel dropped.
 var ErrMalformed = errors.New("malformed packet on a channel")
 
 // Receive waits for one packet, reads its data into buf and returns the
@@ -94,6 +95,11 @@ func (c *Channel) Receive(buf []byte, maxFDs int) (n int, fds []int, err error) 
 	if len(fds) > maxFDs || flags&(syscall.MSG_TRUNC|syscall.MSG_CTRUNC) != 0 {
 		for _, fd := range fds {
 			syscall.Close(fd)
+		}
+		if flags&syscall.MSG_CTRUNC != 0 {
+			// The kernel dropped descriptors: more came than there
+			// was room for, or it could not install them.
+			return 0, nil, fmt.Errorf("%w: descriptors sent with it were dropped (more than expected, or this process is at its open-file limit, ulimit -n)", ErrMalformed)
 		}
 		return 0, nil, ErrMalformed
 	}

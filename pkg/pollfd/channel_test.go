@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -48,5 +49,26 @@ func TestChannelReceive(t *testing.T) {
 	syscall.Close(b)
 	if _, _, err := ch.Receive(buf, 0); err != io.EOF {
 		t.Errorf("Receive after the other end closed: %v, want io.EOF", err)
+	}
+}
+
+// TestChannelDroppedDescriptors: descriptors the kernel drops (more than
+// the room Receive made for them) make a malformed packet whose error
+// names the open-file limit, the cause an admin can act on.
+func TestChannelDroppedDescriptors(t *testing.T) {
+	a, b := pair(t)
+	defer syscall.Close(b)
+	ch, err := NewChannel(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	fds := []int{0, 0, 0, 0, 0}
+	if err := syscall.Sendmsg(b, []byte("x"), syscall.UnixRights(fds...), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := ch.Receive(make([]byte, 16), 1)
+	if !errors.Is(err, ErrMalformed) || got != nil || !strings.Contains(err.Error(), "open-file limit") {
+		t.Errorf("five descriptors where one was asked for: %v, %v; want ErrMalformed naming the open-file limit", got, err)
 	}
 }

@@ -134,15 +134,7 @@ func TestDirectStopped(t *testing.T) {
 	h.sigs <- syscall.SIGTERM
 	h.waitFor("TERM taken", func() bool { return strings.Contains(h.logText(), " exitasap\n") })
 	open()
-	select {
-	case err := <-h.done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("qmail-send did not stop; log:\n%s", h.logText())
-	}
-	h.stopClean()
+	h.waitStopped()
 	if gone(h.q.Todo(id)) || !gone(h.q.Info(id)) || !gone(h.q.Local(id)) {
 		t.Fatalf("after stop: todo gone %v, info gone %v, local gone %v; want todo/ alone",
 			gone(h.q.Todo(id)), gone(h.q.Info(id)), gone(h.q.Local(id)))
