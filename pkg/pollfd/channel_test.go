@@ -10,16 +10,24 @@ import (
 	"time"
 )
 
-// TestChannelReceive: a packet with more descriptors than asked for is
-// malformed and its descriptors closed; a deadline ends the wait.
-func TestChannelReceive(t *testing.T) {
+// channelPair is a Channel, closed when the test ends, and the raw
+// descriptor of its other end.
+func channelPair(t *testing.T) (*Channel, int) {
+	t.Helper()
 	a, b := pair(t)
-	defer syscall.Close(b)
 	ch, err := NewChannel(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ch.Close()
+	t.Cleanup(func() { ch.Close() })
+	return ch, b
+}
+
+// TestChannelReceive: a packet with more descriptors than asked for is
+// malformed and its descriptors closed; a deadline ends the wait.
+func TestChannelReceive(t *testing.T) {
+	ch, b := channelPair(t)
+	defer syscall.Close(b)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -56,13 +64,8 @@ func TestChannelReceive(t *testing.T) {
 // the room Receive made for them) make a malformed packet whose error
 // names the open-file limit, the cause an admin can act on.
 func TestChannelDroppedDescriptors(t *testing.T) {
-	a, b := pair(t)
+	ch, b := channelPair(t)
 	defer syscall.Close(b)
-	ch, err := NewChannel(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
 	fds := []int{0, 0, 0, 0, 0}
 	if err := syscall.Sendmsg(b, []byte("x"), syscall.UnixRights(fds...), nil, 0); err != nil {
 		t.Fatal(err)
