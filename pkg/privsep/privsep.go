@@ -9,11 +9,10 @@
 package privsep
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
+
+	"github.com/quail-mta/quail/pkg/passwd"
 )
 
 // The accounts.
@@ -74,23 +73,17 @@ func Lookup(name string) (IDs, error) {
 	if !Root() {
 		return Self(), nil
 	}
-	u, err := user.Lookup(name)
+	u, ok, err := passwd.Lookup(name)
 	if err != nil {
-		var unknown user.UnknownUserError
-		if errors.As(err, &unknown) {
-			return IDs{}, fmt.Errorf("system account %s is missing: run qmailctl init as root to create it", name)
-		}
 		return IDs{}, fmt.Errorf("look up system account %s: %w", name, err)
 	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil {
-		return IDs{}, fmt.Errorf("system account %s has non-numeric ids %q:%q", name, u.Uid, u.Gid)
+	if !ok {
+		return IDs{}, fmt.Errorf("system account %s is missing: run qmailctl init as root to create it", name)
 	}
-	if uid == 0 {
+	if u.UID == 0 {
 		return IDs{}, fmt.Errorf("system account %s has uid 0: give it its own uid", name)
 	}
-	return IDs{uid, gid}, nil
+	return IDs{u.UID, u.GID}, nil
 }
 
 // LookupGroup returns the gid of group name when running as root, and the
@@ -99,9 +92,12 @@ func LookupGroup(name string) (int, error) {
 	if !Root() {
 		return os.Getgid(), nil
 	}
-	g, err := user.LookupGroup(name)
+	gid, ok, err := passwd.LookupGroup(name)
 	if err != nil {
-		return 0, fmt.Errorf("look up system group %s: %w (run qmailctl init as root to create it)", name, err)
+		return 0, fmt.Errorf("look up system group %s: %w", name, err)
 	}
-	return strconv.Atoi(g.Gid)
+	if !ok {
+		return 0, fmt.Errorf("system group %s is missing: run qmailctl init as root to create it", name)
+	}
+	return gid, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quail-mta/quail/pkg/cdb"
 	"github.com/quail-mta/quail/pkg/control"
+	"github.com/quail-mta/quail/pkg/passwd"
 	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
@@ -183,52 +184,14 @@ type Passwd interface {
 	Lookup(name string) (e Entry, ok bool, err error)
 }
 
-// System is the host's password database (getpwnam): /etc/passwd, which
-// is all that a static Go program's os/user reads too. It is read
-// through sysfile's cache, since qmail-lspawn asks for every delivery.
+// System is the host's password database (getpwnam), as package passwd
+// reads it.
 type System struct{}
-
-// passwdFile is the file System reads.
-var passwdFile = "/etc/passwd"
 
 // Lookup implements Passwd.
 func (System) Lookup(name string) (Entry, bool, error) {
-	data, err := sysfile.ReadFileShared(passwdFile)
-	if err != nil {
-		return Entry{}, false, err
-	}
-	e, ok := lookupPasswd(data, name)
-	return e, ok, nil
-}
-
-// lookupPasswd finds name in the contents of a passwd(5) file by the
-// rules of Go's os/user (which follow glibc's): lines trimmed of
-// surrounding space; blank lines, comments, NIS entries ("+" and "-"),
-// lines with fewer than seven fields and lines whose ids are not numbers
-// skipped; the first entry of that name wins.
-func lookupPasswd(data []byte, name string) (Entry, bool) {
-	if name == "" {
-		return Entry{}, false
-	}
-	for len(data) > 0 {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte{'\n'})
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' || line[0] == '+' || line[0] == '-' || bytes.Count(line, []byte{':'}) < 6 {
-			continue
-		}
-		f := strings.SplitN(string(line), ":", 7)
-		if f[0] != name {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		return Entry{User: f[0], UID: uid, GID: gid, Home: f[5]}, true
-	}
-	return Entry{}, false
+	u, ok, err := passwd.Lookup(name)
+	return Entry{User: u.Name, UID: u.UID, GID: u.GID, Home: u.Home}, ok, err
 }
 
 // maxUserLen is qmail-getpw's limit: longer prefixes are never names.
