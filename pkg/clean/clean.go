@@ -85,7 +85,9 @@ func do(q queue.Queue, spares *queue.Spares, cmd string) byte {
 		// todo/N is a second name of intd/N's inode: it goes first.
 		err = spares.Retire(q.Intd(id), q.Todo(id))
 	case "foop":
-		if err = os.Remove(q.Intd(id)); err == nil || errors.Is(err, fs.ErrNotExist) {
+		// intd/N is a file, gone already unless a crash came first:
+		// unlink(2) alone, without os.Remove's rmdir(2) after it.
+		if err = syscall.Unlink(q.Intd(id)); err == nil || errors.Is(err, fs.ErrNotExist) {
 			err = spares.Retire(q.Mess(id))
 		}
 	default:

@@ -180,9 +180,11 @@ func (s *Sender) prepare(id uint64) (*prepared, error) {
 		return nil, fmt.Errorf("unable to stat mess/%s: %w", messPath(id), err)
 	}
 	// Stale from a crash during an earlier preprocessing, or during a
-	// direct delivery (whose failure report may be in bounce/N).
+	// direct delivery (whose failure report may be in bounce/N). They are
+	// files: unlink(2) alone, where os.Remove would try rmdir(2) too for
+	// each one absent, as they nearly always are.
 	for _, p := range []string{s.q.Info(id), s.q.Local(id), s.q.Remote(id), s.q.Bounce(id)} {
-		os.Remove(p)
+		syscall.Unlink(p)
 	}
 	s.log.printf("new msg %d", id)
 	var info []byte
