@@ -4,17 +4,23 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 
+	"github.com/quail-mta/quail/pkg/passwd"
 	"github.com/quail-mta/quail/pkg/privsep"
 )
 
 // ensureAccounts creates the groups and accounts that are missing, with homes
 // under root, using the system's groupadd and useradd. It reports each
 // one it created through created. Existing accounts are left as they are.
+// "Missing" is what privsep's lookups will say: absent from the very
+// files they read (package passwd).
 func ensureAccounts(root string, created func(kind, name string)) error {
 	for _, g := range privsep.Groups {
-		if _, err := user.LookupGroup(g); err == nil {
+		_, ok, err := passwd.LookupGroup(g)
+		if err != nil {
+			return fmt.Errorf("look up system group %s: %w", g, err)
+		}
+		if ok {
 			continue
 		}
 		if err := run("groupadd", "--system", g); err != nil {
@@ -23,7 +29,11 @@ func ensureAccounts(root string, created func(kind, name string)) error {
 		created("group", g)
 	}
 	for _, a := range privsep.Accounts {
-		if _, err := user.Lookup(a.Name); err == nil {
+		_, ok, err := passwd.Lookup(a.Name)
+		if err != nil {
+			return fmt.Errorf("look up system account %s: %w", a.Name, err)
+		}
+		if ok {
 			continue
 		}
 		home := root

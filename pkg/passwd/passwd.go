@@ -1,12 +1,15 @@
 // Package passwd looks accounts and groups up in the host's passwd(5)
-// and group(5) files, by the rules glibc's parser follows (and Go's
-// os/user with it), which is all a static Go program can consult.
+// and group(5) files, by the rules Go's os/user follows there (its
+// reading of glibc's parser), the files being all that a static Go
+// program can consult.
 //
 // The files are read through sysfile's cache: qmail-lspawn looks an
-// account up for every delivery and checkpassword for every login, and
-// a hosting provider's /etc/passwd can hold thousands of lines. A lookup
-// then costs one stat(2) and a scan of the cached bytes; the file is read
-// again when it changes (sysfile.ReadFileShared).
+// account up for every delivery, a reused qmail-smtpd for every
+// recipient, and a hosting provider's /etc/passwd can hold thousands of
+// lines. A lookup then costs one stat(2) and a scan of the cached bytes;
+// the file is read again when it changes (sysfile.ReadFileShared). The
+// price is the file's size in memory for the life of a process that
+// looked something up, one-shot programs and supervisors included.
 package passwd
 
 import (

@@ -34,7 +34,11 @@ func TestLookup(t *testing.T) {
 		"odd:x:1003:1003::/home/odd:/bin/sh\n"+
 		"gid:x:1006:1y::/home/gid:/bin/sh\n"+
 		"  spaced:x:1004:1004::/home/spaced:/bin/sh  \n"+
-		"six:x:1005:1005::/home/six\n", "")
+		"six:x:1005:1005::/home/six\n"+
+		"-minus:x:1007:1007::/home/minus:/bin/sh\n"+
+		"  +spacedplus:x:1008:1008::/home/sp:/bin/sh\n"+
+		"crlf:x:1009:1009::/home/crlf:/bin/sh\r\n"+
+		"last:x:1010:1010::/home/last:/bin/sh", "")
 	for _, tc := range []struct {
 		name string
 		want User
@@ -51,6 +55,12 @@ func TestLookup(t *testing.T) {
 		{"gid", User{}, false},
 		{"spaced", User{Name: "spaced", UID: 1004, GID: 1004, Home: "/home/spaced"}, true},
 		{"six", User{}, false},
+		{"-minus", User{}, false},
+		{"minus", User{}, false},
+		{"+spacedplus", User{}, false},
+		{"spacedplus", User{}, false},
+		{"crlf", User{Name: "crlf", UID: 1009, GID: 1009, Home: "/home/crlf"}, true},
+		{"last", User{Name: "last", UID: 1010, GID: 1010, Home: "/home/last"}, true},
 	} {
 		u, ok, err := Lookup(tc.name)
 		if u != tc.want || ok != tc.ok || err != nil {

@@ -73,6 +73,12 @@ func Lookup(name string) (IDs, error) {
 	if !Root() {
 		return Self(), nil
 	}
+	return lookup(name)
+}
+
+// lookup is Lookup's answer for root: the account's entry in the host's
+// passwd file.
+func lookup(name string) (IDs, error) {
 	u, ok, err := passwd.Lookup(name)
 	if err != nil {
 		return IDs{}, fmt.Errorf("look up system account %s: %w", name, err)
@@ -92,6 +98,11 @@ func LookupGroup(name string) (int, error) {
 	if !Root() {
 		return os.Getgid(), nil
 	}
+	return lookupGroup(name)
+}
+
+// lookupGroup is LookupGroup's answer for root.
+func lookupGroup(name string) (int, error) {
 	gid, ok, err := passwd.LookupGroup(name)
 	if err != nil {
 		return 0, fmt.Errorf("look up system group %s: %w", name, err)
