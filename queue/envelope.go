@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/quail-mta/quail/pkg/exitcode"
 )
@@ -16,12 +17,22 @@ type Envelope struct {
 	Recipients []string
 }
 
+// envReaders keeps ReadEnvelope's buffer from one message to the next: a
+// qmail-queue serving qmail-smtpd would otherwise fault in a fresh page
+// for every envelope.
+var envReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
 // ReadEnvelope reads the qmail-queue envelope protocol: "F" sender NUL,
 // "T" recipient NUL for each recipient, then a NUL. Errors carry
 // qmail-queue's exit status: 91 for a format error, 11 for an address
 // over MaxAddress bytes, 54 for a short read.
 func ReadEnvelope(r io.Reader) (Envelope, error) {
-	br := bufio.NewReader(r)
+	br := envReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil)
+		envReaders.Put(br)
+	}()
 	var env Envelope
 	first := true
 	for {

@@ -22,7 +22,9 @@ type Reader struct {
 	r      io.ReaderAt
 	size   int64
 	closer io.Closer // the file opened by Open; nil for New
-	tables [256]table
+	// hdr is the header as read, decoded by table: one allocation per
+	// Reader, for programs that open a cdb for every lookup as qmail's do.
+	hdr [headerSize]byte
 }
 
 type table struct {
@@ -60,21 +62,24 @@ func New(r io.ReaderAt, size int64) (*Reader, error) {
 	if size < headerSize {
 		return nil, fmt.Errorf("%w: size %d is smaller than the %d-byte header", ErrCorrupt, size, headerSize)
 	}
-	var hdr [headerSize]byte
-	if err := readFull(r, hdr[:], 0); err != nil {
+	rd := &Reader{r: r, size: size}
+	if err := readFull(r, rd.hdr[:], 0); err != nil {
 		return nil, err
 	}
-	rd := &Reader{r: r, size: size}
-	for i := range rd.tables {
-		t := table{le.Uint32(hdr[i*8:]), le.Uint32(hdr[i*8+4:])}
+	for i := range 256 {
+		t := rd.table(i)
 		// Checked here once so lookups can trust the table bounds.
 		if t.pos < headerSize || int64(t.pos)+8*int64(t.slots) > size {
 			return nil, fmt.Errorf("%w: hash table %d (position %d, %d slots) outside file of size %d",
 				ErrCorrupt, i, t.pos, t.slots, size)
 		}
-		rd.tables[i] = t
 	}
 	return rd, nil
+}
+
+// table returns hash table i's header entry.
+func (r *Reader) table(i int) table {
+	return table{le.Uint32(r.hdr[i*8:]), le.Uint32(r.hdr[i*8+4:])}
 }
 
 // Close closes the file opened by [Open]. For a Reader made by [New] it
@@ -116,7 +121,7 @@ func (r *Reader) All(key []byte) iter.Seq2[[]byte, error] {
 // matching record until yield returns false or the probe sequence ends.
 func (r *Reader) find(key []byte, yield func([]byte) bool) error {
 	h := hashKey(key)
-	t := r.tables[h&255]
+	t := r.table(int(h & 255))
 	if t.slots == 0 {
 		return nil
 	}
@@ -165,7 +170,7 @@ func (r *Reader) record(pos uint32, key, scratch []byte) (data []byte, match boo
 	}
 	// Clip the read to the records region: a record near its end may be
 	// shorter than the key we look for.
-	buf := scratch[:min(int64(len(scratch)), int64(r.tables[0].pos)-int64(pos))]
+	buf := scratch[:min(int64(len(scratch)), int64(r.table(0).pos)-int64(pos))]
 	if err := readFull(r.r, buf, int64(pos)); err != nil {
 		return nil, false, err
 	}
@@ -189,7 +194,7 @@ func (r *Reader) record(pos uint32, key, scratch []byte) (data []byte, match boo
 // lengths fits in the records region, which ends where table 0 begins.
 // This check is what bounds every allocation by the file size.
 func (r *Reader) checkRecord(pos int64, klen, dlen uint32) error {
-	end := int64(r.tables[0].pos)
+	end := int64(r.table(0).pos)
 	n := int64(klen) + int64(dlen)
 	if pos+8+n > end || n > math.MaxInt { // MaxInt matters only on 32-bit systems
 		return fmt.Errorf("%w: record at %d (key length %d, data length %d) runs past the records region ending at %d",
@@ -203,7 +208,7 @@ func (r *Reader) checkRecord(pos int64, klen, dlen uint32) error {
 // exactly. On error it yields (Record{}, err) once and stops.
 func (r *Reader) Records() iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		end := int64(r.tables[0].pos)
+		end := int64(r.table(0).pos)
 		// Sequential scan: a buffered reader turns it into large reads.
 		br := bufio.NewReaderSize(io.NewSectionReader(r.r, headerSize, end-headerSize), 64<<10)
 		var hdr [8]byte

@@ -247,12 +247,14 @@ func (s *session) end(err error) error {
 	return err
 }
 
-// The big buffers are kept from one message, and one session, to the
-// next: a process reused by qmail-tcpserver -k would otherwise allocate,
-// zero and fault in 128 KB for each message.
+// The buffers are kept from one message, and one session, to the next:
+// a process reused by qmail-tcpserver -k would otherwise allocate, zero
+// and fault in 128 KB for each message, and a fresh page for each
+// session's replies.
 var (
-	readers     = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-	dataWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	readers      = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+	dataWriters  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	replyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
 // setIO gives the session a reader and a writer on its connection. After
@@ -264,15 +266,25 @@ func (s *session) setIO() {
 		s.r = readers.Get().(*bufio.Reader)
 	}
 	s.r.Reset(c)
-	s.w = bufio.NewWriterSize(c, 4<<10)
+	if s.w == nil {
+		s.w = replyWriters.Get().(*bufio.Writer)
+	}
+	// Nothing is buffered here: STARTTLS flushes its 220 before the
+	// handshake, so Reset drops no reply.
+	s.w.Reset(c)
 }
 
-// releaseIO gives the reader back when the session is over.
+// releaseIO gives the reader and writer back when the session is over.
 func (s *session) releaseIO() {
 	if s.r != nil {
 		s.r.Reset(nil)
 		readers.Put(s.r)
 		s.r = nil
+	}
+	if s.w != nil {
+		s.w.Reset(nil)
+		replyWriters.Put(s.w)
+		s.w = nil
 	}
 }
 
