@@ -97,6 +97,9 @@ type Spares struct {
 // is an inode with at most KeepBytes of data.
 const MaxSpares = 10000
 
+// lowSpares is what a pool found full is cut down to (see trim).
+const lowSpares = MaxSpares - MaxSpares/10
+
 // KeepBytes bounds the data a spare keeps: a larger finished file is
 // emptied before it becomes a spare, so a burst of big messages leaves no
 // lasting claim on the disk. Most messages are smaller, and so are all
@@ -244,7 +247,7 @@ func (s *Spares) Flush() error {
 		}
 	}
 	if err == nil && s.known+len(cooling) > MaxSpares {
-		s.known, err = s.count()
+		s.known, err = s.trim()
 	}
 	for _, name := range cooling {
 		p := filepath.Join(s.dir, name)
@@ -363,7 +366,13 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 			if unix.Fstatat(unix.AT_FDCWD, spare, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 				return nil, 0, false // the spare is there: target's directory is not
 			}
-			continue // another taker was first
+			// Another taker was first. Takers read the pool in the same
+			// order, so one that got ahead has likely emptied the rest
+			// of this chunk as well: go on to the next chunk, rather
+			// than spend every try on names already gone and allocate
+			// an inode after all.
+			s.dropBatch()
+			continue
 		case s.refuses(err):
 			return nil, 0, false
 		case err != nil:
@@ -446,6 +455,13 @@ func (s *Spares) next() (string, bool) {
 	return name, true
 }
 
+// dropBatch forgets the names read and not yet tried.
+func (s *Spares) dropBatch() {
+	s.mu.Lock()
+	s.batch = s.batch[:0]
+	s.mu.Unlock()
+}
+
 // open opens a taken spare for writing if it is a regular file with no
 // other name. Its access and modification times become now: the sweeps
 // for files of crashed injections go by them (LastUsed), and must see a
@@ -525,9 +541,31 @@ func (s *Spares) Clear() error {
 	return err
 }
 
-// count returns how many spares the pool holds.
-func (s *Spares) count() (int, error) {
-	return s.scan(func(string) {})
+// trim counts the spares, which Flush does when its bound on them leaves
+// no room for more, and removes spares down to lowSpares. It returns how
+// many are left.
+//
+// Other processes take spares without telling this one, so after a
+// count known can only grow with each promotion until the next count.
+// A pool that takers and retirements keep near MaxSpares would be
+// counted, all of its thousands of names, at every Flush; one trimmed
+// to lowSpares is counted again after MaxSpares-lowSpares promotions
+// at the soonest.
+func (s *Spares) trim() (int, error) {
+	var spares []string
+	n, err := s.scan(func(name string) {
+		if strings.HasPrefix(name, sparePrefix) {
+			spares = append(spares, name)
+		}
+	})
+	if err != nil || n <= lowSpares {
+		return n, err
+	}
+	for _, name := range spares[:n-lowSpares] {
+		// ENOENT: a taker was first, which leaves the pool as small.
+		unix.Unlink(filepath.Join(s.dir, name))
+	}
+	return lowSpares, nil
 }
 
 // scan reads the whole pool directory, calls f for each name in it and

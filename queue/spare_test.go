@@ -354,6 +354,81 @@ func TestSparesCreate(t *testing.T) {
 	}
 }
 
+// Concurrent takers (a qmail-queue per qmail-smtpd) read the pool in the
+// same order, so one finds the names it read taken by another that got
+// ahead. It must go on to spares further on, not give up and allocate
+// an inode (which, with the retirement of the surplus, is the cost the
+// pool exists to avoid).
+func TestSparesTakeBehindAnotherTaker(t *testing.T) {
+	dir := t.TempDir()
+	pool := filepath.Join(dir, "pool")
+	os.Mkdir(pool, 0o700)
+	const n = 1000 // about eight getdents chunks
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	behind, ahead := NewSpares(pool), NewSpares(pool)
+	take := func(s *Spares, name string) bool {
+		f, _, ok := s.Take(filepath.Join(dir, name))
+		if ok {
+			f.Close()
+		}
+		return ok
+	}
+	if !take(behind, "first") {
+		t.Fatal("no spare taken from a full pool")
+	}
+	// The other taker empties the chunks the first has read.
+	for i := range 300 {
+		if !take(ahead, fmt.Sprintf("ahead%d", i)) {
+			t.Fatalf("take %d from a pool of %d: no spare", i, n)
+		}
+	}
+	if !take(behind, "second") {
+		spares, _ := poolNames(t, pool)
+		t.Fatalf("a taker behind another found no spare among %d", len(spares))
+	}
+}
+
+// A full pool is cut down well below its bound, not kept just under it,
+// where every Flush would have to count all its names again.
+func TestSparesTrimFullPool(t *testing.T) {
+	dir := t.TempDir()
+	pool := filepath.Join(dir, "pool")
+	os.Mkdir(pool, 0o700)
+	for i := range MaxSpares + 1 {
+		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := NewSpares(pool)
+	done := filepath.Join(dir, "done")
+	if err := os.WriteFile(done, []byte("a finished message"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(t, done)
+	if err := s.Retire(done); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	spares, cooling := poolNames(t, pool)
+	if len(spares) != lowSpares+1 || len(cooling) != 0 {
+		t.Fatalf("pool of %d spares after a Flush into a full pool: %d spares, %d cooling; want %d, 0",
+			MaxSpares+1, len(spares), len(cooling), lowSpares+1)
+	}
+	kept := false
+	for _, name := range spares {
+		kept = kept || inode(t, filepath.Join(pool, name)) == ino
+	}
+	if !kept {
+		t.Error("the file just retired was removed, not kept")
+	}
+}
+
 // The sweeps judge a file by its later time, access or modification.
 func TestLastUsed(t *testing.T) {
 	early, late := time.Unix(1_000_000_000, 0), time.Unix(1_000_000_100, 0)
