@@ -74,7 +74,7 @@ type Spares struct {
 	kick chan struct{} // wakes the flusher; nil without one
 	// known bounds the number of spares from above: the last count
 	// plus those promoted since (takers only lower it), so Flush counts
-	// the pool again only near MaxSpares.
+	// (and trims) the pool again only near MaxSpares.
 	known int
 
 	mu      sync.Mutex // guards the fields below
@@ -85,8 +85,9 @@ type Spares struct {
 	gid     int      // dir's group, which spares get; -1 until needed
 	buf     []byte   // Take's getdents buffer
 	batch   []string // spares read and not yet tried
+	chunk   uint64   // counts the batches read, so a stale drop does nothing
 
-	flushing sync.Mutex // one Flush at a time
+	flushing sync.Mutex // one Flush or EmptyIdle at a time
 
 	// whileLeased, for tests, runs while reclaim holds its lease.
 	whileLeased func(path string)
@@ -97,7 +98,8 @@ type Spares struct {
 // is an inode with at most KeepBytes of data.
 const MaxSpares = 10000
 
-// lowSpares is what a pool found full is cut down to (see trim).
+// lowSpares is what a count that finds more spares cuts the pool down to
+// (see trim).
 const lowSpares = MaxSpares - MaxSpares/10
 
 // KeepBytes bounds the data a spare keeps: a larger finished file is
@@ -247,7 +249,12 @@ func (s *Spares) Flush() error {
 		}
 	}
 	if err == nil && s.known+len(cooling) > MaxSpares {
-		s.known, err = s.trim()
+		// A failed count keeps the old bound, which asks for another.
+		if n, e := s.trim(); e != nil {
+			err = e
+		} else {
+			s.known = n
+		}
 	}
 	for _, name := range cooling {
 		p := filepath.Join(s.dir, name)
@@ -354,7 +361,7 @@ func (s *Spares) promote(p string) bool {
 // the file as usual then.
 func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 	for range maxTries {
-		name, more := s.next()
+		name, chunk, more := s.next()
 		if !more {
 			return nil, 0, false
 		}
@@ -371,7 +378,7 @@ func (s *Spares) Take(target string) (f *os.File, ino uint64, ok bool) {
 			// of this chunk as well: go on to the next chunk, rather
 			// than spend every try on names already gone and allocate
 			// an inode after all.
-			s.dropBatch()
+			s.dropBatch(chunk)
 			continue
 		case s.refuses(err):
 			return nil, 0, false
@@ -415,34 +422,35 @@ const maxTries = 16
 // next returns a spare's name to try. It reads the pool a chunk at a
 // time, going on where it stopped, so a big pool costs no more per
 // message than a small one, and concurrent takers drift apart.
-func (s *Spares) next() (string, bool) {
+func (s *Spares) next() (name string, chunk uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.off {
-		return "", false
+		return "", 0, false
 	}
 	if s.dirfd < 0 {
 		fd, err := unix.Open(s.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return "", false
+			return "", 0, false
 		}
 		s.dirfd, s.buf = fd, make([]byte, 4<<10)
 	}
 	for wrapped := false; len(s.batch) == 0; {
 		n, err := unix.Getdents(s.dirfd, s.buf)
 		if err != nil {
-			return "", false
+			return "", 0, false
 		}
 		if n == 0 {
 			if wrapped {
-				return "", false
+				return "", 0, false
 			}
 			if _, err := unix.Seek(s.dirfd, 0, 0); err != nil {
-				return "", false
+				return "", 0, false
 			}
 			wrapped = true
 			continue
 		}
+		s.chunk++
 		_, _, names := unix.ParseDirent(s.buf[:n], -1, nil)
 		for _, name := range names {
 			if strings.HasPrefix(name, sparePrefix) {
@@ -450,15 +458,18 @@ func (s *Spares) next() (string, bool) {
 			}
 		}
 	}
-	name := s.batch[len(s.batch)-1]
+	name = s.batch[len(s.batch)-1]
 	s.batch = s.batch[:len(s.batch)-1]
-	return name, true
+	return name, s.chunk, true
 }
 
-// dropBatch forgets the names read and not yet tried.
-func (s *Spares) dropBatch() {
+// dropBatch forgets the names of chunk not yet tried, unless another
+// Take of this process has read a newer chunk meanwhile.
+func (s *Spares) dropBatch(chunk uint64) {
 	s.mu.Lock()
-	s.batch = s.batch[:0]
+	if s.chunk == chunk {
+		s.batch = s.batch[:0]
+	}
 	s.mu.Unlock()
 }
 
@@ -493,6 +504,10 @@ func Fit(f *os.File, n int64) error { return f.Truncate(n) }
 // each by renaming it out of the spares' names, so that no taker can get
 // it meanwhile, empties it and makes it a spare again.
 func (s *Spares) EmptyIdle(then time.Time) error {
+	// Not while Flush runs: its count must not miss a spare this has
+	// renamed out of the spares' names for a moment.
+	s.flushing.Lock()
+	defer s.flushing.Unlock()
 	var idle []string
 	_, err := s.scan(func(name string) {
 		if !strings.HasPrefix(name, sparePrefix) {
@@ -541,31 +556,41 @@ func (s *Spares) Clear() error {
 	return err
 }
 
-// trim counts the spares, which Flush does when its bound on them leaves
-// no room for more, and removes spares down to lowSpares. It returns how
-// many are left.
+// trim counts the spares and, when there are more than lowSpares,
+// removes spares down to lowSpares. It returns how many are left; on an
+// error, what it has counted and removed so far.
 //
 // Other processes take spares without telling this one, so after a
 // count known can only grow with each promotion until the next count.
 // A pool that takers and retirements keep near MaxSpares would be
-// counted, all of its thousands of names, at every Flush; one trimmed
-// to lowSpares is counted again after MaxSpares-lowSpares promotions
-// at the soonest.
+// counted, all of its thousands of names, at nearly every Flush; one
+// cut to lowSpares is counted again only once known has grown by the
+// difference. The price is a burst of up to MaxSpares-lowSpares inode
+// frees, once, when a pool first fills (after a backlog of some
+// thousands of messages), instead of a few at every Flush.
 func (s *Spares) trim() (int, error) {
 	var spares []string
-	n, err := s.scan(func(name string) {
+	_, err := s.scan(func(name string) {
 		if strings.HasPrefix(name, sparePrefix) {
 			spares = append(spares, name)
 		}
 	})
-	if err != nil || n <= lowSpares {
-		return n, err
+	left := len(spares)
+	if err != nil || left <= lowSpares {
+		return left, err
 	}
-	for _, name := range spares[:n-lowSpares] {
-		// ENOENT: a taker was first, which leaves the pool as small.
-		unix.Unlink(filepath.Join(s.dir, name))
+	for _, name := range spares[:left-lowSpares] {
+		switch e := unix.Unlink(filepath.Join(s.dir, name)); e {
+		case nil, unix.ENOENT:
+			// ENOENT: a taker got it first, so it is gone as well.
+			left--
+		default:
+			if err == nil {
+				err = &os.PathError{Op: "unlink", Path: filepath.Join(s.dir, name), Err: e}
+			}
+		}
 	}
-	return lowSpares, nil
+	return left, err
 }
 
 // scan reads the whole pool directory, calls f for each name in it and

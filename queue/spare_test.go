@@ -362,7 +362,9 @@ func TestSparesCreate(t *testing.T) {
 func TestSparesTakeBehindAnotherTaker(t *testing.T) {
 	dir := t.TempDir()
 	pool := filepath.Join(dir, "pool")
-	os.Mkdir(pool, 0o700)
+	if err := os.Mkdir(pool, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	const n = 1000 // about eight getdents chunks
 	for i := range n {
 		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
@@ -392,40 +394,50 @@ func TestSparesTakeBehindAnotherTaker(t *testing.T) {
 	}
 }
 
-// A full pool is cut down well below its bound, not kept just under it,
-// where every Flush would have to count all its names again.
+// A count that finds the pool near or past its bound cuts it down well
+// below, rather than leaving it where every Flush would have to count all
+// its names again; the file being retired is still kept.
 func TestSparesTrimFullPool(t *testing.T) {
-	dir := t.TempDir()
-	pool := filepath.Join(dir, "pool")
-	os.Mkdir(pool, 0o700)
-	for i := range MaxSpares + 1 {
-		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := NewSpares(pool)
-	done := filepath.Join(dir, "done")
-	if err := os.WriteFile(done, []byte("a finished message"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ino := inode(t, done)
-	if err := s.Retire(done); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	spares, cooling := poolNames(t, pool)
-	if len(spares) != lowSpares+1 || len(cooling) != 0 {
-		t.Fatalf("pool of %d spares after a Flush into a full pool: %d spares, %d cooling; want %d, 0",
-			MaxSpares+1, len(spares), len(cooling), lowSpares+1)
-	}
-	kept := false
-	for _, name := range spares {
-		kept = kept || inode(t, filepath.Join(pool, name)) == ino
-	}
-	if !kept {
-		t.Error("the file just retired was removed, not kept")
+	for _, n := range []int{lowSpares + 500, MaxSpares + 1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			dir := t.TempDir()
+			pool := filepath.Join(dir, "pool")
+			if err := os.Mkdir(pool, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := NewSpares(pool) // a new pool's bound is MaxSpares: it counts first
+			done := filepath.Join(dir, "done")
+			if err := os.WriteFile(done, []byte("a finished message"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ino := inode(t, done)
+			if err := s.Retire(done); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			spares, cooling := poolNames(t, pool)
+			if len(spares) != lowSpares+1 || len(cooling) != 0 {
+				t.Fatalf("pool of %d spares after a Flush: %d spares, %d cooling; want %d, 0",
+					n, len(spares), len(cooling), lowSpares+1)
+			}
+			if s.known != len(spares) {
+				t.Errorf("bound after the Flush: %d, the pool holds %d", s.known, len(spares))
+			}
+			kept := false
+			for _, name := range spares {
+				kept = kept || inode(t, filepath.Join(pool, name)) == ino
+			}
+			if !kept {
+				t.Error("the file just retired was removed, not kept")
+			}
+		})
 	}
 }
 
