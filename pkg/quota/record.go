@@ -104,9 +104,9 @@ func parseRecord(data []byte) record {
 			r.recounted, r.stamp = when, string(stamp)
 			continue
 		}
-		x, err1 := strconv.ParseInt(string(a), 10, 64)
-		y, err2 := strconv.ParseInt(string(b), 10, 64)
-		if err1 != nil || err2 != nil || x > maxValue || x < -maxValue || y > maxValue || y < -maxValue {
+		x, ok1 := parseValue(a)
+		y, ok2 := parseValue(b)
+		if !ok1 || !ok2 {
 			r.bad = true
 			continue
 		}
@@ -114,6 +114,35 @@ func parseRecord(data []byte) record {
 		r.usage.Messages += y
 	}
 	return r
+}
+
+// parseValue reads a line's number: decimal, with an optional sign, at
+// most maxValue either way; what strconv.ParseInt takes in base 10 within
+// that bound. It is written out because the record is read at every RCPT
+// and every delivery, and holds a line for every delivery since the last
+// recount.
+func parseValue(b []byte) (int64, bool) {
+	neg := false
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		neg, b = b[0] == '-', b[1:]
+	}
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		// v stays at most maxValue here, so this cannot overflow.
+		if v = v*10 + int64(c-'0'); v > maxValue {
+			return 0, false
+		}
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // due reports whether the record must be recounted before use.

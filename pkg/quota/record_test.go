@@ -2,6 +2,7 @@ package quota
 
 import (
 	"bytes"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -87,6 +88,44 @@ func FuzzParseRecord(f *testing.F) {
 		w := parseRecord(append(formatRecord(now, "1.2", Usage{1, 1}), formatLine(nil, Usage{bytesN, msgs})...))
 		if w.bad || w.recounted != now.Unix() || w.stamp != "1.2" || w.usage != (Usage{1 + bytesN, 1 + msgs}) {
 			t.Fatalf("round trip of %d %d: %+v", bytesN, msgs, w)
+		}
+	})
+}
+
+// parseValueRef is what parseValue must agree with: strconv's base-10
+// parse, within maxValue either way.
+func parseValueRef(b []byte) (int64, bool) {
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || v > maxValue || v < -maxValue {
+		return 0, false
+	}
+	return v, true
+}
+
+func TestParseValue(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		"0", "7", "-7", "+7", "-0", "007", "2410", "17592186044416", "-17592186044416",
+		"17592186044417", "-17592186044417", "99999999999999999999999", "",
+		"-", "+", "--1", "+-1", "1-", " 1", "1 ", "0x10", "1_000", "\x001", "١",
+	} {
+		got, gotOK := parseValue([]byte(in))
+		want, wantOK := parseValueRef([]byte(in))
+		if got != want || gotOK != wantOK {
+			t.Errorf("parseValue(%q) = %d, %v; want %d, %v", in, got, gotOK, want, wantOK)
+		}
+	}
+}
+
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"2410", "-1", "+0", "17592186044417", "9223372036854775808", "1e3"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, gotOK := parseValue(in)
+		want, wantOK := parseValueRef(in)
+		if got != want || gotOK != wantOK {
+			t.Fatalf("parseValue(%q) = %d, %v; strconv says %d, %v", in, got, gotOK, want, wantOK)
 		}
 	})
 }
