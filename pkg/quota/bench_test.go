@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fill puts n messages of 2000 bytes in joe's new/, named as Deliver
@@ -97,5 +98,20 @@ func BenchmarkRecount(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkParseRecord reads a record as qmail-smtpd and qmail-local find
+// it between recounts: a line for every delivery since, here 320.
+func BenchmarkParseRecord(b *testing.B) {
+	data := formatRecord(time.Unix(1700000000, 0), "1.2", Usage{4046390, 1679})
+	for range 320 {
+		data = formatLine(data, Usage{2410, 1})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := parseRecord(data); r.bad {
+			b.Fatal("bad record")
+		}
 	}
 }
