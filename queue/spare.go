@@ -580,13 +580,14 @@ func (s *Spares) trim() (int, error) {
 		return left, err
 	}
 	for _, name := range spares[:left-lowSpares] {
-		switch e := unix.Unlink(filepath.Join(s.dir, name)); e {
+		p := filepath.Join(s.dir, name)
+		switch e := unix.Unlink(p); e {
 		case nil, unix.ENOENT:
 			// ENOENT: a taker got it first, so it is gone as well.
 			left--
 		default:
 			if err == nil {
-				err = &os.PathError{Op: "unlink", Path: filepath.Join(s.dir, name), Err: e}
+				err = &os.PathError{Op: "unlink", Path: p, Err: e}
 			}
 		}
 	}

@@ -354,23 +354,30 @@ func TestSparesCreate(t *testing.T) {
 	}
 }
 
+// sparePool makes a pool directory, dir/pool, holding n empty spares.
+func sparePool(t *testing.T, n int) (dir, pool string) {
+	t.Helper()
+	dir = t.TempDir()
+	pool = filepath.Join(dir, "pool")
+	if err := os.Mkdir(pool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, pool
+}
+
 // Concurrent takers (a qmail-queue per qmail-smtpd) read the pool in the
 // same order, so one finds the names it read taken by another that got
 // ahead. It must go on to spares further on, not give up and allocate
 // an inode (which, with the retirement of the surplus, is the cost the
 // pool exists to avoid).
 func TestSparesTakeBehindAnotherTaker(t *testing.T) {
-	dir := t.TempDir()
-	pool := filepath.Join(dir, "pool")
-	if err := os.Mkdir(pool, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	const n = 1000 // about eight getdents chunks
-	for i := range n {
-		if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, pool := sparePool(t, n)
 	behind, ahead := NewSpares(pool), NewSpares(pool)
 	take := func(s *Spares, name string) bool {
 		f, _, ok := s.Take(filepath.Join(dir, name))
@@ -400,16 +407,7 @@ func TestSparesTakeBehindAnotherTaker(t *testing.T) {
 func TestSparesTrimFullPool(t *testing.T) {
 	for _, n := range []int{lowSpares + 500, MaxSpares + 1} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			dir := t.TempDir()
-			pool := filepath.Join(dir, "pool")
-			if err := os.Mkdir(pool, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			for i := range n {
-				if err := os.WriteFile(filepath.Join(pool, fmt.Sprintf("%s%d", sparePrefix, i)), nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			dir, pool := sparePool(t, n)
 			s := NewSpares(pool) // a new pool's bound is MaxSpares: it counts first
 			done := filepath.Join(dir, "done")
 			if err := os.WriteFile(done, []byte("a finished message"), 0o600); err != nil {
