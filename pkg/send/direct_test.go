@@ -1,13 +1,19 @@
 package send
 
 import (
+	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quail-mta/quail/pkg/spawn"
+	"github.com/quail-mta/quail/queue"
 )
 
 // TestDirectDelivery: a message of one local recipient is delivered
@@ -153,13 +159,16 @@ func TestDirectStopped(t *testing.T) {
 	}
 }
 
-// TestDirectRoom: messages go direct only while the local channel has
-// fewer than directBacklog times its concurrency running or waiting; the
-// others are preprocessed, so todo/ stays short under a backlog.
+// TestDirectRoom: messages go direct only while fewer than directMax
+// direct messages are running or waiting; the others are preprocessed,
+// so todo/ stays bounded under a backlog. (A small bound here: the
+// default's thousand messages would take seconds to inject.)
 func TestDirectRoom(t *testing.T) {
+	const room = 12
 	h := newHarness(t, map[string]string{"concurrencylocal": "1\n"})
+	h.directMax = room
 	var ids []uint64
-	for range directBacklog + 3 {
+	for range room + 3 {
 		ids = append(ids, h.inject("sender@example.org", "joe@mx.example.com"))
 	}
 	started, open := h.holdDeliveries()
@@ -171,13 +180,78 @@ func TestDirectRoom(t *testing.T) {
 			direct++
 		}
 	}
-	if direct != directBacklog {
-		t.Errorf("%d of %d messages went direct with concurrencylocal 1, want %d", direct, len(ids), directBacklog)
+	if direct != room {
+		t.Errorf("%d of %d messages went direct with room for %d", direct, len(ids), room)
 	}
 	open()
 	h.waitFinished("all finished", ids...)
 	h.stop()
 	for _, id := range ids {
 		h.leftBehind(id)
+	}
+}
+
+// TestReadIDs: every id in a directory larger than one read of the
+// buffer is found once, and names that are not ids are passed over.
+func TestReadIDs(t *testing.T) {
+	dir := t.TempDir()
+	want := map[uint64]bool{}
+	for i := range 1500 {
+		id := uint64(1000003 + i*7919)
+		want[id] = true
+		if err := os.WriteFile(filepath.Join(dir, strconv.FormatUint(id, 10)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, junk := range []string{"tmp", "12a", "-5", "+7", "123456789012345678901"} {
+		os.WriteFile(filepath.Join(dir, junk), nil, 0o600)
+	}
+	got := map[uint64]int{}
+	buf, err := readIDs(dir, make([]byte, 4<<10), func(id uint64) { got[id]++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(buf) != 4<<10 {
+		t.Errorf("buffer of %d bytes returned, want the one passed in", len(buf))
+	}
+	for id, n := range got {
+		if !want[id] || n != 1 {
+			t.Errorf("id %d found %d times, want once and only if named", id, n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("found %d ids, want %d", len(got), len(want))
+	}
+	if _, err := readIDs(filepath.Join(dir, "missing"), nil, func(uint64) {}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing directory: %v, want a not-exist error", err)
+	}
+}
+
+// TestReadTodo: a scan lists what has something to be done, and passes
+// over the messages whose fsyncs are in flight and the direct ones
+// being delivered or waiting.
+func TestReadTodo(t *testing.T) {
+	root := t.TempDir()
+	q := queue.New(root)
+	if err := q.MakeLayout(nil); err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 6; id++ {
+		if err := os.WriteFile(q.Todo(id), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &Sender{q: q, syncing: map[uint64]bool{2: true}, msgs: map[uint64]*message{
+		3: {id: 3, direct: true},                // being delivered
+		4: {id: 4, direct: true, toWrite: true}, // deferred: files to write
+		5: {id: 5, direct: true, finished: true},
+		6: {id: 6}, // preprocessed, todo/6 left by qmail-clean
+	}}
+	if err := s.readTodo(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(s.todo)
+	if want := []uint64{1, 4, 5, 6}; !slices.Equal(s.todo, want) {
+		t.Errorf("todo %v, want %v", s.todo, want)
 	}
 }

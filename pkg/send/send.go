@@ -66,6 +66,8 @@ type Config struct {
 	// beforeSync, for tests, runs before each chunk's fsyncs, off the
 	// loop.
 	beforeSync func()
+	// directMax, for tests, replaces directMax when not 0.
+	directMax int
 }
 
 // ReadyEnv names the descriptor qmail-start gives qmail-send to close
@@ -186,8 +188,10 @@ type Sender struct {
 	// injected yet; kept apart so no event has to scan every message.
 	unsent map[uint64]*message
 	clean  *bufio.Reader
-	// todo holds the ids read from todo/ not yet preprocessed.
-	todo []uint64
+	// todo holds the ids read from todo/ not yet preprocessed, and
+	// scanBuf the buffer they are read with (readIDs).
+	todo    []uint64
+	scanBuf []byte
 	// syncing holds the ids of the chunk whose fsyncs are in flight;
 	// synced brings the chunk back (preprocessSome).
 	syncing map[uint64]bool

@@ -44,8 +44,9 @@ type harness struct {
 	answer func(b spawn.Batch) []string
 	// gate, when set, runs before each delivery, outside mu.
 	gate func(b spawn.Batch)
-	// beforeSync is Config.beforeSync.
+	// beforeSync is Config.beforeSync, directMax Config.directMax.
 	beforeSync func()
+	directMax  int
 	// cleanWrites is each write qmail-send made to qmail-clean.
 	cleanWrites []string
 	// cleanGone makes every write to qmail-clean fail, as when it died.
@@ -160,7 +161,7 @@ func (h *harness) start() {
 	h.sigs = make(chan os.Signal, 4)
 	h.done = make(chan error, 1)
 	cfg := Config{Root: h.root, Log: h, ToLocal: lTo, FromLocal: lFrom, ToRemote: rTo, FromRemote: rFrom,
-		ToClean: cleanRecorder{h, cmdW}, FromClean: resR, Signals: h.sigs, beforeSync: h.beforeSync,
+		ToClean: cleanRecorder{h, cmdW}, FromClean: resR, Signals: h.sigs, beforeSync: h.beforeSync, directMax: h.directMax,
 		Bounce: func(b Bounce) (int, error) {
 			body, _ := io.ReadAll(b.Message)
 			h.mu.Lock()
