@@ -160,12 +160,12 @@ func TestDirectStopped(t *testing.T) {
 }
 
 // TestDirectRoom: messages go direct only while fewer than directMax
-// direct messages are running or waiting; the others are preprocessed,
-// so todo/ stays bounded under a backlog. (A small bound here: the
-// default's thousand messages would take seconds to inject.)
+// are running or waiting, whatever the concurrency; the others are
+// preprocessed, so todo/ stays bounded under a backlog. (A small bound
+// here: the default's thousand messages would take seconds to inject.)
 func TestDirectRoom(t *testing.T) {
 	const room = 12
-	h := newHarness(t, map[string]string{"concurrencylocal": "1\n"})
+	h := newHarness(t, map[string]string{"concurrencylocal": "3\n"})
 	h.directMax = room
 	var ids []uint64
 	for range room + 3 {
@@ -181,7 +181,7 @@ func TestDirectRoom(t *testing.T) {
 		}
 	}
 	if direct != room {
-		t.Errorf("%d of %d messages went direct with room for %d", direct, len(ids), room)
+		t.Errorf("%d of %d messages went direct with room for %d and concurrencylocal 3", direct, len(ids), room)
 	}
 	open()
 	h.waitFinished("all finished", ids...)
@@ -251,7 +251,58 @@ func TestReadTodo(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(s.todo)
-	if want := []uint64{1, 4, 5, 6}; !slices.Equal(s.todo, want) {
+	want := []uint64{1, 4, 5, 6}
+	if !slices.Equal(s.todo, want) {
 		t.Errorf("todo %v, want %v", s.todo, want)
+	}
+	// A scan that cannot read todo/ keeps what the last one found.
+	if err := os.Rename(filepath.Join(q.Dir, "todo"), filepath.Join(q.Dir, "todo.away")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.readTodo(); err == nil {
+		t.Errorf("readTodo without todo/: no error")
+	}
+	if !slices.Equal(s.todo, want) {
+		t.Errorf("after a failed scan todo is %v, want %v kept", s.todo, want)
+	}
+}
+
+// TestDirectCleanRefused: when qmail-clean cannot remove todo/N of a
+// direct message that finished, the message stays finished and a later
+// scan of todo/ has it removed, and only then mess/N: it is neither
+// delivered again nor left behind.
+func TestDirectCleanRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	started, open := h.holdDeliveries()
+	h.start()
+	id := h.inject("sender@example.org", "joe@mx.example.com")
+	started()
+	// A directory in todo/N's place: qmail-clean's unlink of it fails.
+	saved := filepath.Join(h.q.Dir, "saved")
+	if err := os.Rename(h.q.Todo(id), saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(h.q.Todo(id), "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	h.waitFor("qmail-clean's refusal", func() bool {
+		return strings.Contains(h.logText(), "warning: trouble with todo/"+itoa(id)+":")
+	})
+	if gone(h.q.Mess(id)) {
+		t.Fatalf("mess/%d removed while todo/%d stayed", id, id)
+	}
+	if err := os.RemoveAll(h.q.Todo(id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(saved, h.q.Todo(id)); err != nil {
+		t.Fatal(err)
+	}
+	h.q.Pull()
+	h.waitFinished("message finished", id)
+	h.stop()
+	h.leftBehind(id)
+	if n := strings.Count(h.logText(), "starting delivery"); n != 1 {
+		t.Errorf("%d deliveries started, want 1; log:\n%s", n, h.logText())
 	}
 }

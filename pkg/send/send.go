@@ -188,10 +188,11 @@ type Sender struct {
 	// injected yet; kept apart so no event has to scan every message.
 	unsent map[uint64]*message
 	clean  *bufio.Reader
-	// todo holds the ids read from todo/ not yet preprocessed, and
-	// scanBuf the buffer they are read with (readIDs).
+	// todo holds the ids read from todo/ not yet preprocessed; scanBuf
+	// and scanIDs are the buffers the next scan reads into (readTodo).
 	todo    []uint64
 	scanBuf []byte
+	scanIDs []uint64
 	// syncing holds the ids of the chunk whose fsyncs are in flight;
 	// synced brings the chunk back (preprocessSome).
 	syncing map[uint64]bool

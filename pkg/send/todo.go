@@ -41,9 +41,10 @@ func (s *Sender) scanTodo() {
 // readTodo sets todo to the ids in todo/ that have something to be
 // done: not those whose fsyncs are in flight, nor the direct messages
 // being delivered or waiting to be, which can be a thousand (directMax)
-// and would otherwise be walked past at every scan.
+// and would otherwise be walked past at every scan. A failed read keeps
+// todo as it was.
 func (s *Sender) readTodo() error {
-	s.todo = s.todo[:0]
+	ids := s.scanIDs[:0]
 	var err error
 	s.scanBuf, err = readIDs(filepath.Join(s.q.Dir, "todo"), s.scanBuf, func(id uint64) {
 		if s.syncing[id] {
@@ -52,9 +53,14 @@ func (s *Sender) readTodo() error {
 		if m := s.msgs[id]; m != nil && m.direct && !m.toWrite && !m.finished {
 			return
 		}
-		s.todo = append(s.todo, id)
+		ids = append(ids, id)
 	})
-	return err
+	if err != nil {
+		s.scanIDs = ids[:0]
+		return err
+	}
+	s.todo, s.scanIDs = ids, s.todo[:0]
+	return nil
 }
 
 // readIDs calls f with the id of each message named in dir, in the
@@ -65,7 +71,9 @@ func (s *Sender) readTodo() error {
 // os.ReadDir, this neither sorts them nor makes an entry of each, which
 // was half of the scan's cost.
 func readIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := ignoringEINTR(func() (int, error) {
+		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
 	if err != nil {
 		return buf, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
@@ -75,7 +83,7 @@ func readIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
 	}
 	var names []string
 	for {
-		n, err := unix.Getdents(fd, buf)
+		n, err := ignoringEINTR(func() (int, error) { return unix.Getdents(fd, buf) })
 		if err != nil {
 			return buf, &fs.PathError{Op: "getdents", Path: dir, Err: err}
 		}
@@ -87,6 +95,17 @@ func readIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
 			if id, ok := queue.ParseID(name); ok {
 				f(id)
 			}
+		}
+	}
+}
+
+// ignoringEINTR retries a system call that a signal interrupted, as
+// the os package does: on FUSE or NFS even a directory read can be.
+func ignoringEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != unix.EINTR {
+			return n, err
 		}
 	}
 }
@@ -289,9 +308,10 @@ func (s *Sender) startDirect(id uint64, sender string, local []byte) {
 	s.directWaiting++
 }
 
-// directRoom reports whether a message can go direct: while fewer than
-// directMax direct messages are being delivered or waiting to start.
-// The others are preprocessed, as qmail does.
+// directRoom reports whether a message can go direct: while the local
+// deliveries running (direct or not) and the direct messages waiting to
+// start number fewer than directMax. The others are preprocessed, as
+// qmail does.
 func (s *Sender) directRoom() bool {
 	limit := directMax
 	if s.cfg.directMax != 0 {
