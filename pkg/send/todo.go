@@ -16,7 +16,6 @@ import (
 	"github.com/quail-mta/quail/pkg/routing"
 	"github.com/quail-mta/quail/pkg/sysfile"
 	"github.com/quail-mta/quail/queue"
-	"golang.org/x/sys/unix"
 )
 
 // todoChunk is how many messages are preprocessed together: their files
@@ -41,12 +40,13 @@ func (s *Sender) scanTodo() {
 // readTodo sets todo to the ids in todo/ that have something to be
 // done: not those whose fsyncs are in flight, nor the direct messages
 // being delivered or waiting to be, which can be a thousand (directMax)
-// and would otherwise be walked past at every scan. A failed read keeps
-// todo as it was.
+// and would otherwise be walked past at every scan. qmail-send scans
+// for every trigger, so the names are read into a kept buffer
+// (queue.ScanIDs). A failed read keeps todo as it was.
 func (s *Sender) readTodo() error {
 	ids := s.scanIDs[:0]
 	var err error
-	s.scanBuf, err = readIDs(filepath.Join(s.q.Dir, "todo"), s.scanBuf, func(id uint64) {
+	s.scanBuf, err = queue.ScanIDs(filepath.Join(s.q.Dir, "todo"), s.scanBuf, func(id uint64) {
 		if s.syncing[id] {
 			return
 		}
@@ -61,53 +61,6 @@ func (s *Sender) readTodo() error {
 	}
 	s.todo, s.scanIDs = ids, s.todo[:0]
 	return nil
-}
-
-// readIDs calls f with the id of each message named in dir, in the
-// directory's order; other names are passed over. buf is where the
-// names are read, returned for the next call: qmail-send scans todo/ for
-// every trigger, and a direct delivery keeps its message's name there
-// until it ends, so todo/ can hold a thousand names (directMax). Unlike
-// os.ReadDir, this neither sorts them nor makes an entry of each, which
-// was half of the scan's cost.
-func readIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
-	fd, err := ignoringEINTR(func() (int, error) {
-		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	})
-	if err != nil {
-		return buf, &fs.PathError{Op: "open", Path: dir, Err: err}
-	}
-	defer unix.Close(fd)
-	if buf == nil {
-		buf = make([]byte, 16<<10)
-	}
-	var names []string
-	for {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Getdents(fd, buf) })
-		if err != nil {
-			return buf, &fs.PathError{Op: "getdents", Path: dir, Err: err}
-		}
-		if n == 0 {
-			return buf, nil
-		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names[:0])
-		for _, name := range names {
-			if id, ok := queue.ParseID(name); ok {
-				f(id)
-			}
-		}
-	}
-}
-
-// ignoringEINTR retries a system call that a signal interrupted, as
-// the os package does: on FUSE or NFS even a directory read can be.
-func ignoringEINTR(call func() (int, error)) (int, error) {
-	for {
-		n, err := call()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
 }
 
 // synced is a chunk whose files were fsynced, and how that went.
