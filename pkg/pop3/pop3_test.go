@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -277,28 +278,60 @@ func TestPeerIP(t *testing.T) {
 	}
 }
 
-// TestSignalLogin: one byte on the pipe $POP3GRANTFD names, then the
-// descriptor is closed and the variable gone; nothing is written to a
-// descriptor that is not a pipe.
+// TestSignalLogin: one byte on the pipe $POP3GRANTFD names; SignalLogin
+// returns only once the reader has closed its end, or after
+// loginAckWait; then the descriptor is closed and the variable gone;
+// nothing is written to a descriptor that is not a pipe.
 func TestSignalLogin(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	signal := func(t *testing.T) (r *os.File, done chan struct{}) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Dup(int(w.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		t.Setenv(GrantEnv, strconv.Itoa(fd))
+		done = make(chan struct{})
+		go func() { SignalLogin(); close(done) }()
+		return r, done
 	}
-	defer r.Close()
-	fd, err := unix.Dup(int(w.Fd()))
-	if err != nil {
-		t.Fatal(err)
+
+	r, done := signal(t)
+	b := make([]byte, 2)
+	if n, err := r.Read(b); n != 1 || b[0] != 1 {
+		t.Errorf("read %q, %v from the login pipe, want one byte", b[:n], err)
 	}
-	w.Close()
-	t.Setenv(GrantEnv, strconv.Itoa(fd))
-	SignalLogin()
-	got, _ := io.ReadAll(r) // EOF: the only writer was closed
-	if string(got) != "\x01" {
-		t.Errorf("read %q from the login pipe, want one byte", got)
+	select {
+	case <-done:
+		t.Fatal("SignalLogin returned before the reader closed the pipe")
+	case <-time.After(100 * time.Millisecond):
+	}
+	r.Close()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("SignalLogin still waits after the reader closed the pipe")
 	}
 	if _, ok := os.LookupEnv(GrantEnv); ok {
 		t.Errorf("%s still set", GrantEnv)
+	}
+
+	// A reader that never closes holds it up for loginAckWait only, and
+	// then its end is closed.
+	defer func(d time.Duration) { loginAckWait = d }(loginAckWait)
+	loginAckWait = 50 * time.Millisecond
+	r, done = signal(t)
+	defer r.Close()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("SignalLogin waits past loginAckWait")
+	}
+	if got, _ := io.ReadAll(r); string(got) != "\x01" { // EOF: the only writer was closed
+		t.Errorf("read %q from the login pipe, want one byte", got)
 	}
 
 	f, err := os.CreateTemp(t.TempDir(), "file")

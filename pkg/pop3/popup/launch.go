@@ -162,6 +162,9 @@ func (e *Exec) Launch(a Attempt) Outcome {
 		if n > 0 && a.OnLogin != nil {
 			a.OnLogin()
 		}
+		// The child waits for this before it answers the client: the
+		// grant is recorded by then.
+		rg.Close()
 		granted <- n > 0
 	}()
 	var relayed chan struct{}

@@ -1,12 +1,17 @@
 package popup
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quail-mta/quail/pkg/pop3"
 )
 
 // checker writes a shell script standing in for checkpassword and its
@@ -166,5 +171,50 @@ func TestFailures(t *testing.T) {
 	g.Fail(ip)
 	if d := g.Delay(ip); d != 0 {
 		t.Errorf("unwritable dir: %v", d)
+	}
+}
+
+// TestMain lets the test binary stand in for qmail-pop3d: with
+// POPUP_TEST_SIGNAL set it signals the login as qmail-pop3d does and
+// prints when SignalLogin returned.
+func TestMain(m *testing.M) {
+	if os.Getenv("POPUP_TEST_SIGNAL") != "" {
+		pop3.SignalLogin()
+		fmt.Println(time.Now().UnixNano())
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestExecGrantBeforeSession: the subprogram goes on only once OnLogin
+// (which records the POP-before-SMTP grant) has returned, and no later
+// than that.
+func TestExecGrantBeforeSession(t *testing.T) {
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	defer inR.Close()
+	defer inW.Close()
+	defer outR.Close()
+	e := &Exec{Argv: []string{os.Args[0]}, Stdin: inR, Stdout: outW,
+		Env: []string{"POPUP_TEST_SIGNAL=1"}, Timeout: time.Minute}
+	var granted atomic.Int64
+	start := time.Now()
+	out := e.Launch(Attempt{User: []byte("joe@example.test"), Secret: []byte("x"), Stamp: stamp,
+		OnLogin: func() {
+			time.Sleep(300 * time.Millisecond)
+			granted.Store(time.Now().UnixNano())
+		}})
+	took := time.Since(start)
+	outW.Close()
+	b, _ := io.ReadAll(outR)
+	went, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if out.Kind != LoggedIn || err != nil {
+		t.Fatalf("outcome %v (%v), stdout %q", out.Kind, out.Err, b)
+	}
+	if went < granted.Load() {
+		t.Errorf("the subprogram went on %v before OnLogin returned", time.Duration(granted.Load()-went))
+	}
+	if took > 3*time.Second {
+		t.Errorf("Launch took %v: the subprogram waited for its bound, not for qmail-popup", took)
 	}
 }
