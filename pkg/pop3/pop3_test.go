@@ -312,7 +312,7 @@ func TestSignalLogin(t *testing.T) {
 	r.Close()
 	select {
 	case <-done:
-	case <-time.After(time.Second):
+	case <-time.After(4 * time.Second):
 		t.Fatal("SignalLogin still waits after the reader closed the pipe")
 	}
 	if _, ok := os.LookupEnv(GrantEnv); ok {

@@ -36,7 +36,9 @@ type Attempt struct {
 	// were read already (TLS only): they go to the child first.
 	Pending []byte
 	// OnLogin is called once, from another goroutine, when the child
-	// signals that the login succeeded; the session goes on meanwhile.
+	// signals that the login succeeded. The child waits for it to
+	// return (5 s at most) before it answers the client, so it must be
+	// quick.
 	OnLogin func()
 }
 

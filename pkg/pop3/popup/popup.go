@@ -61,9 +61,10 @@ type Config struct {
 	RemoteIP string
 	// Limiter slows down addresses that failed to log in; nil: none.
 	Limiter Limiter
-	// OnLogin runs when the subprogram signals a successful login, while
-	// its session goes on: qmail-popup records the POP-before-SMTP grant
-	// here, while it still has the privileges to.
+	// OnLogin runs when the subprogram signals a successful login, and
+	// the subprogram answers the client only once it has returned (or
+	// after 5 s): qmail-popup records the POP-before-SMTP grant here,
+	// while it still has the privileges to.
 	OnLogin func()
 	// Timeout drops a client idle that long (pop3.DefaultTimeout when
 	// zero).
