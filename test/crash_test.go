@@ -170,8 +170,11 @@ func TestCrash(t *testing.T) {
 		killedUnit++
 		wg.Wait()
 	}
-	// A final, clean run drains the queue.
+	// A final, clean run drains the queue. It is up (signals handled,
+	// the queue scanned once) when qmail-send logs its first status; a
+	// queue already empty must not let the test stop it before then.
 	u := startUnit(t, root, record, cred)
+	waitLog(t, u, "status: ", 1)
 	q := queue.New(root)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
