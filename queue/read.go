@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quail-mta/quail/pkg/sysfile"
 )
 
 // Channel is where a recipient is delivered.
@@ -170,19 +172,21 @@ func listIDs(dir string) ([]uint64, error) {
 // os.ReadDir, this neither sorts the names nor makes an entry of each,
 // which was half the cost of a scan.
 func ScanIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
-	fd, err := ignoringEINTR(func() (int, error) {
-		return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	})
+	d, err := sysfile.Open(dir)
 	if err != nil {
-		return buf, &fs.PathError{Op: "open", Path: dir, Err: err}
+		return buf, err
 	}
-	defer unix.Close(fd)
+	defer d.Close()
+	fd := int(d.Fd()) // not in the poller: Fd changes nothing
 	if buf == nil {
 		buf = make([]byte, 16<<10)
 	}
 	var names []string
 	for {
-		n, err := ignoringEINTR(func() (int, error) { return unix.Getdents(fd, buf) })
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR { // on FUSE or NFS even a directory read can be
+			continue
+		}
 		if err != nil {
 			return buf, &fs.PathError{Op: "getdents", Path: dir, Err: err}
 		}
@@ -194,17 +198,6 @@ func ScanIDs(dir string, buf []byte, f func(id uint64)) ([]byte, error) {
 			if id, ok := ParseID(name); ok {
 				f(id)
 			}
-		}
-	}
-}
-
-// ignoringEINTR retries a system call that a signal interrupted, as
-// the os package does: on FUSE or NFS even a directory read can be.
-func ignoringEINTR(call func() (int, error)) (int, error) {
-	for {
-		n, err := call()
-		if err != unix.EINTR {
-			return n, err
 		}
 	}
 }
